@@ -1,0 +1,135 @@
+"""Postgres tables (SQLAlchemy Core). Alembic migrations are the source of the real schema;
+these definitions are what the code reads and writes, and a test checks they agree."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+metadata = MetaData()
+
+# One row per processed inbound message id: the idempotency record. Written in the same
+# transaction as the state change and the outbox rows it caused.
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("message_id", Text, primary_key=True),
+    Column("type", Text, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Messages waiting to be published. Only the relay reads it; rows are deleted once Kafka
+# has acknowledged them. `id` order is publication order.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("topic", Text, nullable=False),  # contract name; the relay adds the prefix
+    Column("key", LargeBinary, nullable=True),
+    Column("value", LargeBinary, nullable=False),
+    Column("headers", JSONB, nullable=False, server_default="[]"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Every message the worker could not understand, kept for operators (list, show, replay)
+# and unique by its source coordinates so a redelivery does not dead-letter it twice.
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("topic", Text, nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("key", LargeBinary, nullable=True),
+    Column("value", LargeBinary, nullable=False),
+    Column("headers", JSONB, nullable=False, server_default="[]"),
+    Column("error_code", Text, nullable=False),
+    Column("error_message", Text, nullable=False),
+    Column("message_id", Text, nullable=True),
+    Column("message_type", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("replayed_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("topic", "partition", "offset", name="uq_dead_letters_source"),
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("advertiser_id", Text, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("ad_product_id", Text, nullable=False),
+    Column("budget_amount", Numeric(20, 4), nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("billing_type", Text, nullable=False),
+    Column("start_at", DateTime(timezone=True), nullable=False),
+    Column("end_at", DateTime(timezone=True), nullable=False),
+    Column("targeting", JSONB, nullable=False),
+    Column("frequency_cap", JSONB, nullable=True),
+    Column("contact_name", Text, nullable=False),
+    Column("contact_email", Text, nullable=False),
+    Column("timezone", Text, nullable=True),
+    Column("status", Text, nullable=False),
+    Column("paused_from", Text, nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("rejection_reason", Text, nullable=True),
+    Column("cancel_reason", Text, nullable=True),
+    Column("penalty_amount", Numeric(20, 4), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+Index("ix_campaigns_advertiser", campaigns.c.advertiser_id)
+# The scheduler's claims: due starts of BOOKED and due ends of BOOKED/LIVE/PAUSED campaigns.
+Index("ix_campaigns_status_start", campaigns.c.status, campaigns.c.start_at)
+Index("ix_campaigns_status_end", campaigns.c.status, campaigns.c.end_at)
+
+# Every accepted change, with who did it and which message caused it (spec §11).
+campaign_history = Table(
+    "campaign_history",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("campaign_id", UUID(as_uuid=True), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("from_status", Text, nullable=True),
+    Column("to_status", Text, nullable=True),
+    Column("trigger", Text, nullable=True),
+    Column("details", JSONB, nullable=False, server_default="{}"),
+    Column("actor_role", Text, nullable=False),
+    Column("actor_id", Text, nullable=True),
+    Column("message_id", Text, nullable=False),
+    Column("message_type", Text, nullable=False),
+    Column("correlation_id", Text, nullable=True),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("campaign_id", "version", name="uq_campaign_history_version"),
+)
+
+ad_products = Table(
+    "ad_products",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("unit_ids", JSONB, nullable=False, server_default="[]"),
+    Column("unit_set_valid", Boolean, nullable=False),
+    Column("buyable", Boolean, nullable=False),
+    Column("deleted", Boolean, nullable=False, server_default="false"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

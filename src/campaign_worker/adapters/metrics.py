@@ -1,0 +1,102 @@
+"""Prometheus metrics of the worker (FastStream's middleware adds its own to the same registry)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from campaign_worker.service.handlers import BatchContext
+from campaign_worker.service.inbound import Inbound
+from campaign_worker.service.unit_of_work import DeadLetterEntry
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.messages = Counter(
+            "campaign_worker_messages_total",
+            "Inbound messages by topic, type and outcome "
+            "(applied, rejected, duplicate, dead_lettered).",
+            ["topic", "type", "outcome"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "campaign_worker_dead_letters_total",
+            "Messages sent to the dead-letter topic, by source topic and reason.",
+            ["topic", "reason"],
+            registry=r,
+        )
+        self.transitions = Counter(
+            "campaign_worker_transitions_total",
+            "Campaign status transitions (from is empty for created campaigns).",
+            ["from_status", "to_status"],
+            registry=r,
+        )
+        self.refusals = Counter(
+            "campaign_worker_refusals_total", "Commands refused, by code.", ["code"], registry=r
+        )
+        self.batch_seconds = Histogram(
+            "campaign_worker_batch_duration_seconds",
+            "Time to process and commit one inbound batch.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "campaign_worker_batch_size",
+            "Records per inbound batch.",
+            buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000),
+            registry=r,
+        )
+        self.batch_failures = Counter(
+            "campaign_worker_batch_failures_total",
+            "Inbound batches whose transaction failed, by kind (transient or error).",
+            ["kind"],
+            registry=r,
+        )
+        self.outbox_published = Counter(
+            "campaign_worker_outbox_published_total",
+            "Outbox messages published to Kafka, by topic.",
+            ["topic"],
+            registry=r,
+        )
+        self.outbox_backlog = Gauge(
+            "campaign_worker_outbox_backlog",
+            "Outbox rows waiting to be published (as last seen by the relay).",
+            registry=r,
+        )
+        self.outbox_oldest_age = Gauge(
+            "campaign_worker_outbox_oldest_age_seconds",
+            "Age of the oldest unpublished outbox row (as last seen by the relay).",
+            registry=r,
+        )
+        self.relay_failures = Counter(
+            "campaign_worker_outbox_relay_failures_total",
+            "Relay rounds that failed to publish (rows stay and are retried).",
+            registry=r,
+        )
+
+    # ProcessingObserver
+    def batch_committed(
+        self,
+        ctx: BatchContext,
+        dead_lettered: Sequence[DeadLetterEntry],
+        duplicates: Sequence[Inbound],
+        seconds: float,
+    ) -> None:
+        self.batch_seconds.observe(seconds)
+        for (topic, type_, outcome), n in ctx.outcomes.items():
+            self.messages.labels(topic, type_, outcome).inc(n)
+        for d in duplicates:
+            self.messages.labels(d.source.topic, d.type, "duplicate").inc()
+        for d in dead_lettered:
+            self.messages.labels(d.source.topic, d.type or "", "dead_lettered").inc()
+            self.dead_letters.labels(d.source.topic, d.code).inc()
+        for (src, dst), n in ctx.transitions.items():
+            self.transitions.labels(src, dst).inc(n)
+        for code, n in ctx.refusals.items():
+            self.refusals.labels(code).inc(n)
+
+    def batch_failed(self, error: BaseException, transient: bool) -> None:
+        self.batch_failures.labels("transient" if transient else "error").inc()

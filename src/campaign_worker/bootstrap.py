@@ -1,0 +1,161 @@
+"""The composition root: the only place where adapters are built and wired. Nothing here
+runs at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaProducer
+from faststream.kafka import KafkaBroker
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from campaign_worker import topics
+from campaign_worker.adapters.db.errors import is_transient
+from campaign_worker.adapters.db.migrate import upgrade
+from campaign_worker.adapters.db.uow import SqlUnitOfWork
+from campaign_worker.adapters.kafka_client import client_kwargs, ensure_topics, faststream_security
+from campaign_worker.adapters.metrics import Metrics
+from campaign_worker.adapters.outbox import OutboxRelay
+from campaign_worker.config import Settings
+from campaign_worker.entrypoints.http import HttpServer
+from campaign_worker.entrypoints.kafka import register_subscriber
+from campaign_worker.service.processor import Processor, RetryPolicy
+
+log = logging.getLogger(__name__)
+
+
+def build_engine(settings: Settings) -> AsyncEngine:
+    return create_async_engine(
+        settings.sqlalchemy_url,
+        pool_size=5,
+        max_overflow=5,
+        pool_pre_ping=True,
+        connect_args={"timeout": 10, "command_timeout": 60},
+    )
+
+
+@dataclass
+class Worker:
+    """Consumers, outbox relay and HTTP server of one process, started and stopped together."""
+
+    settings: Settings
+    engine: AsyncEngine
+    broker: KafkaBroker
+    producer: AIOKafkaProducer
+    relay: OutboxRelay
+    processor: Processor
+    http: HttpServer
+    metrics: Metrics
+    stopping: asyncio.Event
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self, *, migrate: bool = True) -> None:
+        if migrate:
+            log.info("migrating the database schema")
+            await upgrade(self.settings.sqlalchemy_url)
+        if self.settings.create_topics:
+            await ensure_topics(
+                self.settings, [self.settings.topic(t) for t in topics.INBOUND + topics.OUTBOUND]
+            )
+        await self.http.start()
+        await self.producer.start()
+        self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        await self.broker.start()
+        log.info(
+            "campaign-worker running: group %s, topics %s, http :%d",
+            self.settings.group_id,
+            ", ".join(self.settings.topic(t) for t in topics.INBOUND),
+            self.http.port,
+        )
+
+    async def stop(self) -> None:
+        """Graceful: stop intake, let the batch in flight commit, drain the outbox, close."""
+        self.stopping.set()
+        timeout = self.settings.shutdown_timeout_s
+        try:
+            await asyncio.wait_for(self.broker.stop(), timeout * 0.6)
+        except TimeoutError:
+            log.warning("consumers did not stop within %.1fs", timeout * 0.6)
+        await self.relay.drain(timeout * 0.3)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.producer.stop()
+        await self.http.stop()
+        await self.engine.dispose()
+        log.info("campaign-worker stopped")
+
+    async def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            async with asyncio.timeout(2):
+                async with self.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as error:
+            checks["database"] = f"{type(error).__name__}: {error}"[:300]
+        try:
+            async with asyncio.timeout(2):
+                await self.producer.client.fetch_all_metadata()
+            checks["kafka"] = "ok"
+        except Exception as error:
+            checks["kafka"] = f"{type(error).__name__}: {error}"[:300] or "unreachable"
+        return checks
+
+
+def build_worker(settings: Settings) -> Worker:
+    metrics = Metrics()
+    engine = build_engine(settings)
+    stopping = asyncio.Event()
+    producer = AIOKafkaProducer(
+        **client_kwargs(settings),
+        acks="all",
+        enable_idempotence=settings.kafka_idempotent_producer,
+        linger_ms=5,
+        client_id="campaign-worker-relay",
+    )
+    relay = OutboxRelay(
+        engine,
+        producer,
+        physical_topic=settings.topic,
+        metrics=metrics,
+        batch_size=settings.relay_batch_size,
+        poll_interval_s=settings.relay_poll_interval_s,
+    )
+    processor = Processor(
+        lambda: SqlUnitOfWork(engine),
+        physical_topic=settings.topic,
+        is_transient=is_transient,
+        retry=RetryPolicy(
+            max_attempts=settings.processing_max_attempts,
+            backoff_max_s=settings.retry_backoff_max_s,
+        ),
+        observer=metrics,
+        on_commit=relay.wake,
+    )
+    broker = KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        security=faststream_security(settings),
+        graceful_timeout=settings.shutdown_timeout_s * 0.6,
+        middlewares=[KafkaPrometheusMiddleware(registry=metrics.registry)],
+        client_id="campaign-worker",
+    )
+    register_subscriber(broker, settings, processor, stopping)
+    worker = Worker(
+        settings=settings,
+        engine=engine,
+        broker=broker,
+        producer=producer,
+        relay=relay,
+        processor=processor,
+        http=HttpServer(
+            settings.http_host, settings.http_port, metrics.registry, lambda: worker.readiness()
+        ),
+        metrics=metrics,
+        stopping=stopping,
+    )
+    return worker

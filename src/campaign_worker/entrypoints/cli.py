@@ -1,0 +1,287 @@
+"""`campaign-worker ...`: run, dev, migrate, campaign show, publish."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from campaign_worker.config import Settings
+from campaign_worker.logs import setup_logging
+
+log = logging.getLogger("campaign_worker")
+
+
+async def _serve(settings: Settings, *, migrate: bool, banner: str | None = None) -> int:
+    from campaign_worker.bootstrap import build_worker
+
+    worker = build_worker(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await worker.start(migrate=migrate)
+    except BaseException:
+        await worker.stop()
+        raise
+    if banner:
+        print(banner, flush=True)
+    await stop.wait()
+    log.info("stop signal received: draining")
+    await worker.stop()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = Settings()
+    setup_logging(settings.log_level)
+    return asyncio.run(_serve(settings, migrate=not args.no_migrate))
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from campaign_worker.adapters.db.migrate import upgrade_sync
+
+    settings = Settings()
+    setup_logging(settings.log_level)
+    upgrade_sync(settings.sqlalchemy_url, args.revision)
+    print(f"database migrated to {args.revision}")
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    """Zero-install run: embedded Postgres, the Tansu broker and an SMTP sink, unless the
+    environment names real ones."""
+    from campaign_worker import devservices
+
+    data_dir = Path(args.data_dir).expanduser()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    overrides: dict[str, Any] = {}
+    handles: list[Any] = []
+    lines = ["", "campaign-worker (dev mode) is running", ""]
+    setup_logging(os.environ.get("CAMPAIGN_WORKER_LOG_LEVEL", "INFO"))
+    try:
+        if "DATABASE_URL" in os.environ:
+            lines.append(f"  postgres : {os.environ['DATABASE_URL']} (from DATABASE_URL)")
+        else:
+            pg = devservices.start_embedded_postgres(data_dir / "postgres")
+            handles.append(pg)
+            overrides["database_url"] = pg.url
+            lines.append(f"  postgres : {pg.url} (embedded, data in {data_dir / 'postgres'})")
+        if "KAFKA_BOOTSTRAP_SERVERS" in os.environ:
+            lines.append(f"  kafka    : {os.environ['KAFKA_BOOTSTRAP_SERVERS']} (from env)")
+        else:
+            kafka = devservices.start_tansu(data_dir / "tansu")
+            handles.append(kafka)
+            overrides["kafka_bootstrap_servers"] = kafka.bootstrap_servers
+            overrides["kafka_idempotent_producer"] = False  # Tansu lacks InitProducerId
+            overrides["topic_replication_factor"] = 1
+            lines.append(f"  kafka    : {kafka.bootstrap_servers} (Tansu dev broker, in memory)")
+        if "SMTP_HOST" in os.environ:
+            lines.append(f"  smtp     : {os.environ['SMTP_HOST']} (from SMTP_HOST)")
+        else:
+            sink = devservices.start_smtp_sink(data_dir / "mail")
+            handles.append(sink)
+            overrides["smtp_host"], overrides["smtp_port"] = sink.host, sink.port
+            lines.append(
+                f"  smtp     : {sink.host}:{sink.port} (sink: emails saved in {sink.maildir})"
+            )
+        if "CAMPAIGN_WORKER_HTTP_PORT" not in os.environ:
+            overrides["http_port"] = args.http_port
+        settings = Settings(**overrides)
+        lines += [
+            f"  http     : http://127.0.0.1:{settings.http_port}/metrics  /healthz  /readyz",
+            "",
+            "Try next (in another terminal, with the same environment):",
+            f"  export KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers}"
+            f" DATABASE_URL={settings.database_url}",
+            "  campaign-worker publish campaign.catalog --example product",
+            "  campaign-worker publish campaign.commands --example create",
+            "  campaign-worker campaign show 6b1a0f8e-3c2d-4e5f-8a9b-0c1d2e3f4a5b",
+            "Stop with Ctrl-C.",
+            "",
+        ]
+        return asyncio.run(_serve(settings, migrate=True, banner="\n".join(lines)))
+    finally:
+        for handle in reversed(handles):
+            handle.stop()
+
+
+EXAMPLE_CAMPAIGN = "6b1a0f8e-3c2d-4e5f-8a9b-0c1d2e3f4a5b"
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "product": {
+        "specversion": "1.0",
+        "type": "catalog.ad_product_upserted",
+        "source": "/cli",
+        "subject": "prod-banner",
+        "actorrole": "publisher",
+        "data": {
+            "ad_product_id": "prod-banner",
+            "name": "Homepage banner",
+            "unit_ids": ["unit-728x90"],
+            "unit_set_valid": True,
+            "buyable": True,
+        },
+    },
+    "create": {
+        "specversion": "1.0",
+        "type": "campaign.create",
+        "source": "/cli",
+        "subject": EXAMPLE_CAMPAIGN,
+        "actorrole": "advertiser",
+        "actorid": "adv-42",
+        "data": {
+            "advertiser_id": "adv-42",
+            "title": "Winter sale",
+            "ad_product_id": "prod-banner",
+            "budget": {"amount": "1000.00", "currency": "EUR"},
+            "billing_type": "manual",
+            "start_at": "2030-01-01T00:00:00Z",
+            "end_at": "2030-02-01T00:00:00Z",
+            "contact": {"name": "Ada", "email": "ada@example.com"},
+        },
+    },
+}
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Publish one message (a JSON file, inline JSON or a built-in example) to a topic."""
+    import uuid
+
+    from aiokafka import AIOKafkaProducer
+
+    from campaign_worker.adapters.kafka_client import client_kwargs
+
+    settings = Settings()
+    if args.example:
+        payload: Any = dict(EXAMPLES[args.example], id=str(uuid.uuid4()))
+        raw = json.dumps(payload).encode()
+    elif args.json == "-":
+        raw = sys.stdin.buffer.read()
+    elif args.json and Path(args.json).is_file():
+        raw = Path(args.json).read_bytes()
+    elif args.json:
+        raw = args.json.encode()
+    else:
+        print("give JSON (inline, a file or -) or --example", file=sys.stderr)
+        return 2
+    key = args.key
+    if key is None:
+        try:
+            key = json.loads(raw).get("subject")
+        except (ValueError, AttributeError):
+            key = None
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(**client_kwargs(settings))
+        await producer.start()
+        try:
+            meta = await producer.send_and_wait(
+                settings.topic(args.topic),
+                raw,
+                key=key.encode() if key else None,
+                headers=[("content-type", b"application/cloudevents+json")],
+            )
+            print(f"published to {meta.topic}[{meta.partition}] at offset {meta.offset}")
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    return 0
+
+
+def cmd_campaign_show(args: argparse.Namespace) -> int:
+    from campaign_worker.adapters.db.queries import campaign_report
+
+    settings = Settings()
+    report = asyncio.run(campaign_report(settings, args.campaign_id))
+    if report is None:
+        print(f"campaign {args.campaign_id} not found", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    c = report["campaign"]
+    print(f"Campaign {c['id']}  {c['title']!r}")
+    for name in (
+        "status",
+        "display_status",
+        "advertiser_id",
+        "ad_product_id",
+        "billing_type",
+        "budget",
+        "start_at",
+        "end_at",
+        "timezone",
+        "version",
+        "paused_from",
+        "rejection_reason",
+        "cancel_reason",
+        "penalty",
+    ):
+        if c.get(name) is not None:
+            print(f"  {name:<17}{c[name]}")
+    print("\nHistory (oldest first):")
+    print(f"  {'ver':>3}  {'when':<32} {'who':<24} {'what':<40} caused by")
+    for h in report["history"]:
+        who = h["actor_role"] + (f":{h['actor_id']}" if h["actor_id"] else "")
+        if h["kind"] == "status_changed":
+            what = f"{h['from_status']} -> {h['to_status']} ({h['trigger']})"
+        elif h["kind"] == "created":
+            what = f"created as {h['to_status']}"
+        else:
+            what = "updated " + ", ".join(sorted(h["details"].get("changes", {}))) or "updated"
+        print(
+            f"  {h['version']:>3}  {h['occurred_at']!s:<32} {who:<24} {what:<40} "
+            f"{h['message_type']} {h['message_id']}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="campaign-worker", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="consumers, outbox relay and HTTP server (migrates first)")
+    run.add_argument("--no-migrate", action="store_true", help="do not migrate the schema")
+    run.set_defaults(func=cmd_run)
+
+    dev = sub.add_parser("dev", help="run on embedded Postgres, Tansu and an SMTP sink")
+    dev.add_argument("--data-dir", default="~/.cache/campaign-worker/dev")
+    dev.add_argument("--http-port", type=int, default=8080)
+    dev.set_defaults(func=cmd_dev)
+
+    mig = sub.add_parser("migrate", help="migrate the database schema and exit")
+    mig.add_argument("revision", nargs="?", default="head")
+    mig.set_defaults(func=cmd_migrate)
+
+    pub = sub.add_parser("publish", help="publish one message to a topic (contract name)")
+    pub.add_argument("topic")
+    pub.add_argument("json", nargs="?", help="inline JSON, a file, or - for stdin")
+    pub.add_argument("--example", choices=sorted(EXAMPLES))
+    pub.add_argument("--key")
+    pub.set_defaults(func=cmd_publish)
+
+    camp = sub.add_parser("campaign", help="read campaigns")
+    camp_sub = camp.add_subparsers(dest="campaign_command", required=True)
+    show = camp_sub.add_parser("show", help="current state and history of one campaign")
+    show.add_argument("campaign_id")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_campaign_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

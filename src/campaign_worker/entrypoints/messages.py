@@ -1,0 +1,251 @@
+"""One documented pydantic model per message type of the contract.
+
+These models are the only place where the wire format is described: the JSON Schemas and the
+AsyncAPI document in `schemas/` are generated from them. Unknown extra fields are ignored
+(forward compatibility); missing or malformed required ones are errors, and such a message is
+dead-lettered.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from campaign_worker import topics
+
+_AMOUNT = re.compile(r"^-?\d{1,15}(\.\d{1,6})?$")
+
+
+def _decimal_string(value: str) -> str:
+    if not _AMOUNT.match(value):
+        raise ValueError(f"amount must be a decimal string like '1250.00', got {value!r}")
+    return value
+
+
+NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
+Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class Wire(BaseModel):
+    """Base of every payload model: extra fields ignored, values validated strictly enough."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class MoneyIn(Wire):
+    amount: Annotated[str, AfterValidator(_decimal_string)] = Field(
+        description="Decimal string, never a float.", examples=["1250.00"]
+    )
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = Field(
+        description="ISO 4217 code.", examples=["EUR"]
+    )
+
+    def decimal(self) -> Decimal:
+        return Decimal(self.amount)
+
+
+class TargetingIn(Wire):
+    categories: list[Identifier] = Field(default_factory=list)
+    groups: list[Identifier] = Field(default_factory=list)
+
+
+class FrequencyCapIn(Wire):
+    impressions: int = Field(description="Impressions per period.", examples=[3])
+    per: str = Field(description="hour, day, week or month.", examples=["day"])
+
+
+class ContactIn(Wire):
+    name: str = Field(max_length=200, examples=["Ada Lovelace"])
+    email: str = Field(min_length=3, max_length=320, examples=["ada@example.com"])
+
+
+# ---------------------------------------------------------------- envelope
+
+
+class CloudEvent(BaseModel):
+    """CloudEvents 1.0, structured JSON mode: the envelope of every message on every topic."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    specversion: Literal["1.0"] = Field(description="Always '1.0'.")
+    id: Identifier = Field(description="Idempotency key: the same id twice is processed once.")
+    source: NonBlank = Field(examples=["/ad-platform/web"])
+    type: Identifier = Field(examples=["campaign.submit"])
+    subject: str | None = Field(None, description="The campaign id (UUID) for campaign messages.")
+    time: AwareDatetime | None = None
+    datacontenttype: str | None = Field(None, examples=["application/json"])
+    actorrole: Literal["advertiser", "publisher", "system"] | None = None
+    actorid: Identifier | None = None
+    correlationid: str | None = Field(None, max_length=200)
+    causationid: str | None = Field(None, max_length=200)
+    data: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _advertiser_has_id(self) -> CloudEvent:
+        if self.actorrole == "advertiser" and not self.actorid:
+            raise ValueError("actorid is required when actorrole is 'advertiser'")
+        return self
+
+
+# ---------------------------------------------------------------- campaign.commands
+
+
+class CampaignCreate(Wire):
+    """`campaign.create`: a new DRAFT campaign; the envelope's subject is its id."""
+
+    advertiser_id: Identifier = Field(examples=["adv-42"])
+    title: str = Field(max_length=1000, examples=["Winter sale"])
+    ad_product_id: Identifier = Field(examples=["prod-banner"])
+    budget: MoneyIn
+    billing_type: Literal["card", "manual"]
+    start_at: AwareDatetime = Field(description="RFC 3339 instant.")
+    end_at: AwareDatetime = Field(description="RFC 3339 instant, after start_at.")
+    targeting: TargetingIn = Field(default_factory=TargetingIn)
+    frequency_cap: FrequencyCapIn | None = None
+    contact: ContactIn
+    timezone: str | None = Field(None, max_length=64, examples=["Europe/Berlin"])
+
+
+class CampaignUpdate(Wire):
+    """`campaign.update`: any subset of the create fields."""
+
+    advertiser_id: Identifier | None = None
+    title: str | None = Field(None, max_length=1000)
+    ad_product_id: Identifier | None = None
+    budget: MoneyIn | None = None
+    billing_type: Literal["card", "manual"] | None = None
+    start_at: AwareDatetime | None = None
+    end_at: AwareDatetime | None = None
+    targeting: TargetingIn | None = None
+    frequency_cap: FrequencyCapIn | None = None
+    contact: ContactIn | None = None
+    timezone: str | None = Field(None, max_length=64)
+
+    @model_validator(mode="after")
+    def _something(self) -> CampaignUpdate:
+        if not self.model_fields_set:
+            raise ValueError("campaign.update needs at least one field")
+        return self
+
+
+class Empty(Wire):
+    """No data fields (`data` may be absent or `{}`)."""
+
+
+class CampaignExtendEnd(Wire):
+    """`campaign.extend_end`: a later end time."""
+
+    end_at: AwareDatetime
+
+
+class CampaignCancel(Wire):
+    """`campaign.cancel`: optional reason; a penalty only from the publisher."""
+
+    reason: str | None = Field(None, max_length=1000)
+    penalty: MoneyIn | None = None
+
+
+# ---------------------------------------------------------------- campaign.reviews
+
+
+class CampaignRejected(Wire):
+    """`review.campaign_rejected`: the reason is required."""
+
+    reason: str = Field(max_length=2000)
+
+
+# ---------------------------------------------------------------- campaign.schedule
+
+
+class ScheduleDue(Wire):
+    """`schedule.start_due` / `schedule.end_due`."""
+
+    due_at: AwareDatetime
+
+
+# ---------------------------------------------------------------- campaign.catalog
+
+
+class AdProductUpserted(Wire):
+    """`catalog.ad_product_upserted`."""
+
+    ad_product_id: Identifier
+    name: str = Field(max_length=1000)
+    unit_ids: list[Identifier] = Field(default_factory=list)
+    unit_set_valid: bool
+    buyable: bool
+
+
+class AdProductDeleted(Wire):
+    """`catalog.ad_product_deleted`."""
+
+    ad_product_id: Identifier
+
+
+# ---------------------------------------------------------------- registry
+
+
+class InboundType(BaseModel):
+    """What the worker accepts: type name -> topic, payload model, whether it is campaign-scoped."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    type: str
+    topic: str
+    data: type[Wire]
+    campaign_scoped: bool = True
+
+
+INBOUND_TYPES: dict[str, InboundType] = {
+    t.type: t
+    for t in (
+        InboundType(type="campaign.create", topic=topics.COMMANDS, data=CampaignCreate),
+        InboundType(type="campaign.update", topic=topics.COMMANDS, data=CampaignUpdate),
+        InboundType(type="campaign.submit", topic=topics.COMMANDS, data=Empty),
+        InboundType(type="campaign.pause", topic=topics.COMMANDS, data=Empty),
+        InboundType(type="campaign.resume", topic=topics.COMMANDS, data=Empty),
+        InboundType(type="campaign.extend_end", topic=topics.COMMANDS, data=CampaignExtendEnd),
+        InboundType(type="campaign.cancel", topic=topics.COMMANDS, data=CampaignCancel),
+        InboundType(type="review.campaign_approved", topic=topics.REVIEWS, data=Empty),
+        InboundType(type="review.campaign_rejected", topic=topics.REVIEWS, data=CampaignRejected),
+        InboundType(type="schedule.start_due", topic=topics.SCHEDULE, data=ScheduleDue),
+        InboundType(type="schedule.end_due", topic=topics.SCHEDULE, data=ScheduleDue),
+        InboundType(
+            type="catalog.ad_product_upserted",
+            topic=topics.CATALOG,
+            data=AdProductUpserted,
+            campaign_scoped=False,
+        ),
+        InboundType(
+            type="catalog.ad_product_deleted",
+            topic=topics.CATALOG,
+            data=AdProductDeleted,
+            campaign_scoped=False,
+        ),
+    )
+}
+
+
+def parse_subject(subject: str | None) -> UUID:
+    if subject is None:
+        raise ValueError("subject (the campaign id) is required")
+    try:
+        return UUID(subject)
+    except ValueError:
+        raise ValueError(f"subject must be a campaign UUID, got {subject[:80]!r}") from None
+
+
+__all__ = ["INBOUND_TYPES", "CloudEvent", "InboundType", "datetime", "parse_subject"]
