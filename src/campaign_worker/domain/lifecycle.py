@@ -1,0 +1,817 @@
+"""The campaign lifecycle (spec §1, §2, §8): tables as data, `decide` and `evolve`.
+
+- `TRANSITIONS` is the one transition table (T1-T11); whatever is not in it is refused.
+- `EDIT_RIGHTS` is the one editing table (who may change what, in which status).
+- `decide(campaign, command, actor, now, products)` checks a command and returns the events it
+  causes (exactly one per accepted command) or raises `Refusal`. It never mutates anything and
+  reads no clock: `now` is an argument.
+- `evolve(campaign, event)` applies one event; `apply_all` folds many.
+
+Order of checks in `decide`: missing campaign (`not_found`) / existing campaign on create
+(`already_exists`); role and ownership (`forbidden`); transition and edit rules
+(`invalid_transition`, `contact_publisher`, `not_editable`, `locked_after_approval`); field
+validation (`validation_failed`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import assert_never
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from campaign_worker.domain.commands import (
+    ApproveCampaign,
+    CancelCampaign,
+    Command,
+    CreateCampaign,
+    EndDue,
+    ExtendEnd,
+    PauseCampaign,
+    RejectCampaign,
+    ResumeCampaign,
+    StartDue,
+    SubmitCampaign,
+    UpdateCampaign,
+)
+from campaign_worker.domain.errors import Refusal, RefusalCode
+from campaign_worker.domain.events import (
+    CampaignCreated,
+    CampaignStatusChanged,
+    CampaignUpdated,
+    Event,
+)
+from campaign_worker.domain.model import (
+    EDITABLE_FIELDS,
+    FREQUENCY_CAP_PERIODS,
+    LOCKED_AFTER_APPROVAL,
+    TERMINAL,
+    Actor,
+    AdProduct,
+    BillingType,
+    Campaign,
+    Contact,
+    FrequencyCap,
+    Role,
+    Status,
+    Targeting,
+    Trigger,
+)
+from campaign_worker.domain.money import Money
+
+__all__ = [
+    "DISPLAY_STATUS",
+    "EDIT_RIGHTS",
+    "TITLE_MAX_LENGTH",
+    "TRANSITIONS",
+    "EditRight",
+    "Transition",
+    "Trigger",
+    "apply_all",
+    "decide",
+    "display_status",
+    "evolve",
+    "state_diagram_mermaid",
+]
+
+TITLE_MAX_LENGTH = 200
+
+# ---------------------------------------------------------------------------------------------
+# The transition table (spec §1)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Transition:
+    source: Status
+    trigger: Trigger
+    target: Status | None  # None: back to the previous status (resume, T9)
+    roles: frozenset[Role]
+    rule: str  # the spec's T-number
+
+
+_ADVERTISER = frozenset({Role.ADVERTISER})
+_PUBLISHER = frozenset({Role.PUBLISHER})
+_SYSTEM = frozenset({Role.SYSTEM})
+_ADVERTISER_OR_PUBLISHER = frozenset({Role.ADVERTISER, Role.PUBLISHER})
+
+
+def _table(*transitions: Transition) -> Mapping[tuple[Status, Trigger], Transition]:
+    table: dict[tuple[Status, Trigger], Transition] = {}
+    for t in transitions:
+        key = (t.source, t.trigger)
+        if key in table:  # pragma: no cover - a typo in the table below
+            raise ValueError(f"duplicate transition {key}")
+        table[key] = t
+    return MappingProxyType(table)
+
+
+TRANSITIONS: Mapping[tuple[Status, Trigger], Transition] = _table(
+    Transition(Status.DRAFT, Trigger.SUBMIT, Status.SUBMITTED, _ADVERTISER, "T1"),
+    Transition(Status.SUBMITTED, Trigger.APPROVE, Status.BOOKED, _PUBLISHER, "T2"),
+    Transition(Status.SUBMITTED, Trigger.REJECT, Status.REJECTED, _PUBLISHER, "T3"),
+    Transition(Status.REJECTED, Trigger.RESUBMIT, Status.SUBMITTED, _ADVERTISER, "T4"),
+    Transition(Status.BOOKED, Trigger.START, Status.LIVE, _SYSTEM, "T5"),
+    Transition(Status.LIVE, Trigger.END, Status.CLOSED, _SYSTEM, "T6"),
+    Transition(Status.PAUSED, Trigger.END, Status.CLOSED, _SYSTEM, "T6"),
+    Transition(Status.BOOKED, Trigger.END, Status.CLOSED, _SYSTEM, "T7"),
+    Transition(Status.BOOKED, Trigger.PAUSE, Status.PAUSED, _ADVERTISER_OR_PUBLISHER, "T8"),
+    Transition(Status.LIVE, Trigger.PAUSE, Status.PAUSED, _ADVERTISER_OR_PUBLISHER, "T8"),
+    Transition(Status.PAUSED, Trigger.RESUME, None, _ADVERTISER_OR_PUBLISHER, "T9"),
+    Transition(Status.DRAFT, Trigger.CANCEL, Status.CANCELLED, _ADVERTISER_OR_PUBLISHER, "T10"),
+    Transition(Status.SUBMITTED, Trigger.CANCEL, Status.CANCELLED, _ADVERTISER_OR_PUBLISHER, "T10"),
+    Transition(Status.REJECTED, Trigger.CANCEL, Status.CANCELLED, _ADVERTISER_OR_PUBLISHER, "T10"),
+    Transition(Status.BOOKED, Trigger.CANCEL, Status.CANCELLED, _PUBLISHER, "T11"),
+    Transition(Status.LIVE, Trigger.CANCEL, Status.CANCELLED, _PUBLISHER, "T11"),
+    Transition(Status.PAUSED, Trigger.CANCEL, Status.CANCELLED, _PUBLISHER, "T11"),
+)
+
+
+def _roles_for(*triggers: Trigger) -> frozenset[Role]:
+    """Every role that may fire any of `triggers` from some status (derived from the table)."""
+    return frozenset(
+        role for t in TRANSITIONS.values() if t.trigger in triggers for role in t.roles
+    )
+
+
+# Which triggers a transition command can fire; a role outside all of them is `forbidden`
+# whatever the status (e.g. a publisher never submits, the system never cancels).
+_COMMAND_TRIGGERS: Mapping[type, tuple[Trigger, ...]] = MappingProxyType(
+    {
+        SubmitCampaign: (Trigger.SUBMIT, Trigger.RESUBMIT),
+        ApproveCampaign: (Trigger.APPROVE,),
+        RejectCampaign: (Trigger.REJECT,),
+        StartDue: (Trigger.START,),
+        EndDue: (Trigger.END,),
+        PauseCampaign: (Trigger.PAUSE,),
+        ResumeCampaign: (Trigger.RESUME,),
+        CancelCampaign: (Trigger.CANCEL,),
+    }
+)
+
+# Statuses a campaign can be paused from (the possible "previous status" of T9).
+_PAUSABLE: frozenset[Status] = frozenset(
+    t.source for t in TRANSITIONS.values() if t.target is Status.PAUSED
+)
+
+# ---------------------------------------------------------------------------------------------
+# The editing table (spec §2)
+# ---------------------------------------------------------------------------------------------
+
+
+class EditRight(StrEnum):
+    ALL_FIELDS = "all_fields"
+    EXTEND_END_ONLY = "extend_end_only"
+    ALL_BUT_LOCKED = "all_but_locked"  # LOCKED_AFTER_APPROVAL fields may not change
+
+
+EDIT_RIGHTS: Mapping[tuple[Role, Status], EditRight] = MappingProxyType(
+    {
+        (Role.ADVERTISER, Status.DRAFT): EditRight.ALL_FIELDS,
+        (Role.ADVERTISER, Status.REJECTED): EditRight.ALL_FIELDS,
+        (Role.ADVERTISER, Status.PAUSED): EditRight.EXTEND_END_ONLY,
+        (Role.PUBLISHER, Status.BOOKED): EditRight.ALL_BUT_LOCKED,
+        (Role.PUBLISHER, Status.LIVE): EditRight.ALL_BUT_LOCKED,
+        (Role.PUBLISHER, Status.PAUSED): EditRight.ALL_BUT_LOCKED,
+    }
+)
+
+# Why a (role, status) pair outside EDIT_RIGHTS may not edit: the advice in the refusal.
+_NOT_EDITABLE_ADVICE: Mapping[tuple[Role, Status], str] = MappingProxyType(
+    {
+        (Role.ADVERTISER, Status.SUBMITTED): (
+            "it is under review; cancel and recreate it to change it"
+        ),
+        (Role.ADVERTISER, Status.BOOKED): (
+            "it is approved; contact the publisher to change it "
+            "(pause it first to extend its end time)"
+        ),
+        (Role.ADVERTISER, Status.LIVE): (
+            "it is approved; contact the publisher to change it "
+            "(pause it first to extend its end time)"
+        ),
+        (Role.PUBLISHER, Status.DRAFT): (
+            "the publisher edits only approved campaigns; before approval the advertiser does"
+        ),
+        (Role.PUBLISHER, Status.SUBMITTED): (
+            "the publisher edits only approved campaigns; approve or reject it instead"
+        ),
+        (Role.PUBLISHER, Status.REJECTED): (
+            "the publisher edits only approved campaigns; the advertiser edits and resubmits it"
+        ),
+    }
+)
+
+# ---------------------------------------------------------------------------------------------
+# Display status (spec §4): the second reference's vocabulary. The money/holds work extends
+# this one table.
+# ---------------------------------------------------------------------------------------------
+
+DISPLAY_STATUS: Mapping[Status, str] = MappingProxyType(
+    {
+        Status.DRAFT: "Draft",
+        Status.SUBMITTED: "Pending",
+        Status.BOOKED: "Ready",
+        Status.LIVE: "Running",
+        Status.PAUSED: "Paused",
+        Status.REJECTED: "Rejected",
+        Status.CLOSED: "Ended",
+        Status.CANCELLED: "Terminated",
+    }
+)
+
+
+def display_status(campaign: Campaign) -> str:
+    return DISPLAY_STATUS[campaign.status]
+
+
+# ---------------------------------------------------------------------------------------------
+# decide
+# ---------------------------------------------------------------------------------------------
+
+
+def decide(
+    campaign: Campaign | None,
+    command: Command,
+    actor: Actor,
+    now: datetime,
+    products: Mapping[str, AdProduct],
+) -> list[Event]:
+    """The events `command` causes on `campaign`, or a `Refusal`. Pure: mutates nothing.
+
+    `now` must be timezone-aware; `products` holds the catalog entries the command can touch.
+    Raises `ValueError` for caller bugs (a naive `now`, a command for another campaign).
+    """
+    now = _aware_utc(now, "now")
+    if isinstance(command, CreateCampaign):
+        if campaign is not None:
+            raise Refusal(
+                RefusalCode.ALREADY_EXISTS, f"campaign {command.campaign_id} already exists"
+            )
+        return [_create(command, actor, products)]
+    if campaign is None:
+        raise Refusal(RefusalCode.NOT_FOUND, f"campaign {command.campaign_id} does not exist")
+    if campaign.id != command.campaign_id:
+        raise ValueError(f"command for campaign {command.campaign_id} applied to {campaign.id}")
+    _check_owner(actor, campaign.advertiser_id, campaign)
+    match command:
+        case UpdateCampaign():
+            return [_edit(campaign, command.changes, actor, products, extend=False)]
+        case ExtendEnd():
+            return [_edit(campaign, {"end_at": command.end_at}, actor, products, extend=True)]
+        case (
+            SubmitCampaign()
+            | ApproveCampaign()
+            | RejectCampaign()
+            | StartDue()
+            | EndDue()
+            | PauseCampaign()
+            | ResumeCampaign()
+            | CancelCampaign()
+        ):
+            return [_transition(campaign, command, actor, now, products)]
+        case _:  # pragma: no cover - exhaustive
+            assert_never(command)
+
+
+def _check_owner(actor: Actor, advertiser_id: str, campaign: Campaign | None) -> None:
+    if actor.role is not Role.ADVERTISER:
+        return
+    if actor.id is None or not actor.id.strip():
+        raise Refusal(RefusalCode.FORBIDDEN, "an advertiser actor must carry its advertiser id")
+    if actor.id != advertiser_id:
+        what = f"campaign {campaign.id}" if campaign is not None else "the campaign"
+        raise Refusal(
+            RefusalCode.FORBIDDEN,
+            f"advertiser {actor.id} may act only on its own campaigns; "
+            f"{what} belongs to another advertiser",
+        )
+
+
+def _create(
+    command: CreateCampaign, actor: Actor, products: Mapping[str, AdProduct]
+) -> CampaignCreated:
+    if actor.role is Role.SYSTEM:
+        raise Refusal(RefusalCode.FORBIDDEN, "campaigns are created by advertisers or publishers")
+    _check_owner(actor, command.advertiser_id, None)
+    raw: dict[str, object] = {name: getattr(command, name) for name in EDITABLE_FIELDS}
+    raw["advertiser_id"] = command.advertiser_id
+    values = {name: _coerce(name, value) for name, value in raw.items()}
+    advertiser_id = values.pop("advertiser_id")
+    assert isinstance(advertiser_id, str)
+    if not advertiser_id.strip():
+        raise Refusal(RefusalCode.VALIDATION_FAILED, "advertiser_id must not be blank")
+    for name, value in values.items():
+        _validate_field(name, value, products)
+    start_at, end_at = values["start_at"], values["end_at"]
+    assert isinstance(start_at, datetime) and isinstance(end_at, datetime)
+    _check_period(start_at, end_at)
+    campaign = Campaign(
+        id=command.campaign_id,
+        advertiser_id=advertiser_id,
+        status=Status.DRAFT,
+        version=1,
+        **values,  # type: ignore[arg-type]  # each value was type-checked by _coerce
+    )
+    return CampaignCreated(campaign)
+
+
+# -- transitions ------------------------------------------------------------------------------
+
+
+def _trigger_of(command: Command, status: Status) -> Trigger:
+    match command:
+        case SubmitCampaign():
+            return Trigger.RESUBMIT if status is Status.REJECTED else Trigger.SUBMIT
+        case ApproveCampaign():
+            return Trigger.APPROVE
+        case RejectCampaign():
+            return Trigger.REJECT
+        case StartDue():
+            return Trigger.START
+        case EndDue():
+            return Trigger.END
+        case PauseCampaign():
+            return Trigger.PAUSE
+        case ResumeCampaign():
+            return Trigger.RESUME
+        case CancelCampaign():
+            return Trigger.CANCEL
+        case _:  # pragma: no cover
+            raise TypeError(f"{type(command).__name__} is not a transition command")
+
+
+def _roles_text(roles: Iterable[Role]) -> str:
+    return ", ".join(r.value for r in Role if r in set(roles))
+
+
+def _transition(
+    campaign: Campaign,
+    command: Command,
+    actor: Actor,
+    now: datetime,
+    products: Mapping[str, AdProduct],
+) -> CampaignStatusChanged:
+    status = campaign.status
+    trigger = _trigger_of(command, status)
+    allowed = _roles_for(*_COMMAND_TRIGGERS[type(command)])
+    if actor.role not in allowed:
+        raise Refusal(
+            RefusalCode.FORBIDDEN,
+            f"a {actor.role.value} may not {trigger.value} a campaign "
+            f"(only: {_roles_text(allowed)})",
+        )
+    transition = TRANSITIONS.get((status, trigger))
+    if transition is None:
+        raise Refusal(
+            RefusalCode.INVALID_TRANSITION,
+            f"cannot {trigger.value} campaign {campaign.id}: it is {status.value}"
+            + (" (terminal: it accepts nothing)" if status in TERMINAL else ""),
+        )
+    if actor.role not in transition.roles:
+        if trigger is Trigger.CANCEL and actor.role is Role.ADVERTISER:
+            raise Refusal(
+                RefusalCode.CONTACT_PUBLISHER,
+                f"campaign {campaign.id} is {status.value}: only the publisher can cancel it "
+                f"now ({transition.rule}); contact the publisher",
+            )
+        raise Refusal(  # pragma: no cover - no such row in the current table
+            RefusalCode.FORBIDDEN,
+            f"a {actor.role.value} may not {trigger.value} a {status.value} campaign "
+            f"(only: {_roles_text(transition.roles)})",
+        )
+
+    reason: str | None = None
+    penalty: Money | None = None
+    match command:
+        case StartDue():
+            if now < campaign.start_at:
+                raise Refusal(
+                    RefusalCode.INVALID_TRANSITION,
+                    f"start of campaign {campaign.id} is not due: now {now.isoformat()} is "
+                    f"before start_at {campaign.start_at.isoformat()}",
+                )
+            if now >= campaign.end_at:  # both start and end passed: T7 directly
+                transition = TRANSITIONS[(status, Trigger.END)]
+        case EndDue():
+            if now < campaign.end_at:
+                raise Refusal(
+                    RefusalCode.INVALID_TRANSITION,
+                    f"end of campaign {campaign.id} is not due: now {now.isoformat()} is "
+                    f"before end_at {campaign.end_at.isoformat()}",
+                )
+        case RejectCampaign():
+            if not isinstance(command.reason, str) or not command.reason.strip():
+                raise Refusal(
+                    RefusalCode.VALIDATION_FAILED, "reason is required to reject a campaign"
+                )
+            reason = command.reason.strip()
+        case CancelCampaign():
+            reason = command.reason
+            penalty = command.penalty
+            if penalty is not None:
+                _check_penalty(campaign, transition, actor, penalty)
+        case SubmitCampaign():
+            _validate_product(campaign.ad_product_id, products)
+            if not campaign.budget.amount > 0:
+                raise Refusal(
+                    RefusalCode.VALIDATION_FAILED,
+                    f"budget must be greater than 0 to submit (it is {campaign.budget})",
+                )
+        case _:
+            pass
+
+    target = transition.target
+    if target is None:  # resume (T9): back to the previous status
+        target = _resume_target(campaign, now)
+    return CampaignStatusChanged(
+        campaign_id=campaign.id,
+        from_status=status,
+        to_status=target,
+        trigger=transition.trigger,
+        reason=reason,
+        penalty=penalty,
+        rule=transition.rule,
+    )
+
+
+def _resume_target(campaign: Campaign, now: datetime) -> Status:
+    previous = campaign.paused_from
+    if previous not in _PAUSABLE:  # not recorded: infer it from the clock
+        previous = Status.BOOKED
+    if previous is Status.BOOKED and now >= campaign.start_at:
+        return Status.LIVE  # the start passed while paused
+    assert previous is not None
+    return previous
+
+
+def _check_penalty(
+    campaign: Campaign, transition: Transition, actor: Actor, penalty: Money
+) -> None:
+    if transition.rule != "T11" or actor.role is not Role.PUBLISHER:
+        raise Refusal(
+            RefusalCode.VALIDATION_FAILED,
+            "penalty is only allowed when the publisher cancels a BOOKED, LIVE or PAUSED "
+            f"campaign (T11); campaign {campaign.id} is {campaign.status.value}",
+        )
+    if not isinstance(penalty, Money):
+        raise Refusal(RefusalCode.VALIDATION_FAILED, "penalty must be money")
+    if penalty.currency != campaign.budget.currency:
+        raise Refusal(
+            RefusalCode.VALIDATION_FAILED,
+            f"penalty currency {penalty.currency} must equal the budget currency "
+            f"{campaign.budget.currency}",
+        )
+    _check_money("penalty", penalty)
+
+
+# -- editing ----------------------------------------------------------------------------------
+
+
+def _edit(
+    campaign: Campaign,
+    changes: Mapping[str, object],
+    actor: Actor,
+    products: Mapping[str, AdProduct],
+    *,
+    extend: bool,
+) -> CampaignUpdated:
+    if actor.role is Role.SYSTEM:
+        raise Refusal(RefusalCode.FORBIDDEN, "the system never edits campaigns")
+    status = campaign.status
+    if status in TERMINAL:
+        raise Refusal(
+            RefusalCode.NOT_EDITABLE,
+            f"campaign {campaign.id} is {status.value}: it can no longer be edited",
+        )
+    right = EDIT_RIGHTS.get((actor.role, status))
+    if right is None:
+        advice = _NOT_EDITABLE_ADVICE.get((actor.role, status), "it is not editable now")
+        raise Refusal(
+            RefusalCode.NOT_EDITABLE,
+            f"a {actor.role.value} cannot edit campaign {campaign.id} while it is "
+            f"{status.value}: {advice}",
+        )
+
+    unknown = sorted(set(changes) - set(EDITABLE_FIELDS) - {"advertiser_id"})
+    if unknown:
+        raise Refusal(
+            RefusalCode.VALIDATION_FAILED,
+            f"unknown field(s) {', '.join(unknown)}; editable: {', '.join(EDITABLE_FIELDS)}",
+        )
+    # Normalised new values of the fields that really change, in EDITABLE_FIELDS order.
+    values = {name: _coerce(name, value) for name, value in changes.items()}
+    diff = {
+        name: values[name]
+        for name in (*EDITABLE_FIELDS, "advertiser_id")
+        if name in values and values[name] != getattr(campaign, name)
+    }
+
+    # Edit rules.
+    if right is EditRight.EXTEND_END_ONLY:
+        others = [name for name in diff if name not in ("end_at", "advertiser_id")]
+        if others:
+            raise Refusal(
+                RefusalCode.NOT_EDITABLE,
+                f"while campaign {campaign.id} is PAUSED the advertiser may only extend "
+                f"end_at; {', '.join(others)} cannot change",
+            )
+    elif right is EditRight.ALL_BUT_LOCKED:
+        locked = [name for name in diff if name in LOCKED_AFTER_APPROVAL]
+        if locked:
+            raise Refusal(
+                RefusalCode.LOCKED_AFTER_APPROVAL,
+                f"{', '.join(locked)} of campaign {campaign.id} cannot change after approval",
+            )
+    if (extend or right is EditRight.EXTEND_END_ONLY) and "end_at" in values:
+        new_end = values["end_at"]
+        assert isinstance(new_end, datetime)
+        if not new_end > campaign.end_at:
+            raise Refusal(
+                RefusalCode.VALIDATION_FAILED,
+                f"end_at {new_end.isoformat()} must be later than the current end_at "
+                f"{campaign.end_at.isoformat()} (only extending is allowed)",
+            )
+
+    # Field validation (of what changes).
+    if "advertiser_id" in diff:
+        raise Refusal(
+            RefusalCode.VALIDATION_FAILED,
+            f"advertiser_id cannot change (campaign {campaign.id} belongs to "
+            f"{campaign.advertiser_id})",
+        )
+    for name, value in diff.items():
+        _validate_field(name, value, products)
+    if "start_at" in diff or "end_at" in diff:
+        start_at = diff.get("start_at", campaign.start_at)
+        end_at = diff.get("end_at", campaign.end_at)
+        assert isinstance(start_at, datetime) and isinstance(end_at, datetime)
+        _check_period(start_at, end_at)
+    return CampaignUpdated(campaign_id=campaign.id, changes=diff)
+
+
+# -- field coercion (types) and validation (content) --------------------------------------------
+
+
+def _invalid(message: str) -> Refusal:
+    return Refusal(RefusalCode.VALIDATION_FAILED, message)
+
+
+def _aware_utc(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware, got {value.isoformat()}")
+    return value.astimezone(UTC)
+
+
+def _coerce_str(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise _invalid(f"{name} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _coerce_datetime(name: str, value: object) -> datetime:
+    if not isinstance(value, datetime):
+        raise _invalid(f"{name} must be a timezone-aware datetime, not {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise _invalid(f"{name} {value.isoformat()} must carry a time zone (UTC instant)")
+    return value.astimezone(UTC)
+
+
+def _coerce_billing_type(name: str, value: object) -> BillingType:
+    if isinstance(value, BillingType):
+        return value
+    if isinstance(value, str) and value in BillingType._value2member_map_:
+        return BillingType(value)
+    raise _invalid(f"{name} must be one of {', '.join(b.value for b in BillingType)}")
+
+
+def _coerce_money(name: str, value: object) -> Money:
+    if not isinstance(value, Money):
+        raise _invalid(f"{name} must be money, not {type(value).__name__}")
+    return value
+
+
+def _coerce_targeting(name: str, value: object) -> Targeting:
+    if not isinstance(value, Targeting):
+        raise _invalid(f"{name} must be targeting, not {type(value).__name__}")
+    for part in ("categories", "groups"):
+        items = getattr(value, part)
+        if not isinstance(items, tuple) or not all(isinstance(i, str) for i in items):
+            raise _invalid(f"{name}.{part} must be a tuple of strings")
+    return value
+
+
+def _coerce_frequency_cap(name: str, value: object) -> FrequencyCap | None:
+    if value is None:
+        return None
+    if not isinstance(value, FrequencyCap):
+        raise _invalid(f"{name} must be a frequency cap or null, not {type(value).__name__}")
+    return value
+
+
+def _coerce_contact(name: str, value: object) -> Contact:
+    if not isinstance(value, Contact):
+        raise _invalid(f"{name} must be a contact, not {type(value).__name__}")
+    if not isinstance(value.name, str) or not isinstance(value.email, str):
+        raise _invalid(f"{name}.name and {name}.email must be strings")
+    return value
+
+
+def _coerce_timezone(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    return _coerce_str(name, value)
+
+
+_COERCERS: Mapping[str, Callable[[str, object], object]] = MappingProxyType(
+    {
+        "advertiser_id": _coerce_str,
+        "title": _coerce_str,
+        "ad_product_id": _coerce_str,
+        "budget": _coerce_money,
+        "billing_type": _coerce_billing_type,
+        "start_at": _coerce_datetime,
+        "end_at": _coerce_datetime,
+        "targeting": _coerce_targeting,
+        "frequency_cap": _coerce_frequency_cap,
+        "contact": _coerce_contact,
+        "timezone": _coerce_timezone,
+    }
+)
+
+
+def _coerce(name: str, value: object) -> object:
+    return _COERCERS[name](name, value)
+
+
+def _validate_field(name: str, value: object, products: Mapping[str, AdProduct]) -> None:
+    """Content rules of one (already coerced) field; cross-field rules are separate."""
+    if name == "title":
+        assert isinstance(value, str)
+        if not value.strip():
+            raise _invalid("title must not be blank")
+        if len(value) > TITLE_MAX_LENGTH:
+            raise _invalid(
+                f"title is {len(value)} characters long; at most {TITLE_MAX_LENGTH} allowed"
+            )
+    elif name == "ad_product_id":
+        assert isinstance(value, str)
+        _validate_product(value, products)
+    elif name == "budget":
+        assert isinstance(value, Money)
+        _check_money("budget", value)
+    elif name == "targeting":
+        assert isinstance(value, Targeting)
+        for part in ("categories", "groups"):
+            if any(not item.strip() for item in getattr(value, part)):
+                raise _invalid(f"targeting.{part} must not contain blank ids")
+    elif name == "frequency_cap":
+        if value is not None:
+            assert isinstance(value, FrequencyCap)
+            if (
+                not isinstance(value.impressions, int)
+                or isinstance(value.impressions, bool)
+                or value.impressions <= 0
+            ):
+                raise _invalid(
+                    f"frequency_cap.impressions must be a whole number > 0, "
+                    f"not {value.impressions!r}"
+                )
+            if value.per not in FREQUENCY_CAP_PERIODS:
+                raise _invalid(
+                    f"frequency_cap.per must be one of hour, day, week, month, not {value.per!r}"
+                )
+    elif name == "contact":
+        assert isinstance(value, Contact)
+        _validate_contact(value)
+    elif name == "timezone":
+        if value is not None:
+            assert isinstance(value, str)
+            _validate_timezone(value)
+    # billing_type: the coercion is the whole check; start_at/end_at: see _check_period.
+
+
+def _validate_product(product_id: str, products: Mapping[str, AdProduct]) -> None:
+    product = products.get(product_id)
+    if product is None:
+        raise _invalid(f"ad_product_id {product_id!r} is not in the catalog")
+    if product.deleted:
+        raise _invalid(f"ad_product_id {product_id!r} has been deleted from the catalog")
+
+
+def _check_money(name: str, value: Money) -> None:
+    try:
+        Money.of(value.amount, value.currency)
+    except Refusal as refusal:
+        raise _invalid(f"{name}: {refusal.message}") from None
+
+
+def _check_period(start_at: datetime, end_at: datetime) -> None:
+    if not end_at > start_at:
+        raise _invalid(f"end_at {end_at.isoformat()} must be after start_at {start_at.isoformat()}")
+
+
+def _validate_contact(contact: Contact) -> None:
+    if any(c in contact.name for c in "\r\n"):
+        raise _invalid("contact.name must not contain line breaks")
+    email = contact.email
+    if not email.strip():
+        raise _invalid("contact.email must not be blank")
+    if any(c in email for c in "\r\n"):
+        raise _invalid("contact.email must not contain line breaks")
+    if any(c.isspace() for c in email):
+        raise _invalid(f"contact.email {email!r} must not contain spaces")
+    local, at, domain = email.partition("@")
+    if not at or "@" in domain or not local or not domain:
+        raise _invalid(f"contact.email {email!r} must be one address of the form name@domain")
+
+
+def _validate_timezone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise _invalid(f"timezone {name!r} is not a known IANA time zone name") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# evolve
+# ---------------------------------------------------------------------------------------------
+
+
+def evolve(campaign: Campaign | None, event: Event) -> Campaign:
+    """Apply one event. Every event increments `version` by 1 (creation gives 1).
+
+    Raises `ValueError` when the event does not fit the campaign (a bug or a corrupt log).
+    """
+    if isinstance(event, CampaignCreated):
+        if campaign is not None:
+            raise ValueError(f"campaign {campaign.id} already exists")
+        return replace(event.campaign, version=1)
+    if campaign is None:
+        raise ValueError(f"{type(event).__name__} for a campaign that does not exist")
+    if event.campaign_id != campaign.id:
+        raise ValueError(f"event for campaign {event.campaign_id} applied to {campaign.id}")
+    version = campaign.version + 1
+    match event:
+        case CampaignUpdated():
+            bad = set(event.changes) - set(EDITABLE_FIELDS)
+            if bad:
+                raise ValueError(f"fields {sorted(bad)} cannot be updated")
+            return replace(campaign, version=version, **event.changes)  # type: ignore[arg-type]
+        case CampaignStatusChanged():
+            if event.from_status is not campaign.status:
+                raise ValueError(
+                    f"campaign {campaign.id} is {campaign.status.value}, "
+                    f"event expects {event.from_status.value}"
+                )
+            to = event.to_status
+            updated = replace(
+                campaign,
+                status=to,
+                version=version,
+                paused_from=event.from_status if to is Status.PAUSED else None,
+            )
+            if to is Status.REJECTED:
+                updated = replace(updated, rejection_reason=event.reason)
+            elif to is Status.SUBMITTED:
+                updated = replace(updated, rejection_reason=None)
+            elif to is Status.CANCELLED:
+                updated = replace(updated, cancel_reason=event.reason, penalty=event.penalty)
+            return updated
+        case _:  # pragma: no cover - exhaustive
+            assert_never(event)
+
+
+def apply_all(campaign: Campaign | None, events: Iterable[Event]) -> Campaign:
+    """Fold `events` over `campaign`. Needs at least one event when `campaign` is None."""
+    result = campaign
+    for event in events:
+        result = evolve(result, event)
+    if result is None:
+        raise ValueError("no campaign: nothing was created")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The README's state diagram, rendered from TRANSITIONS
+# ---------------------------------------------------------------------------------------------
+
+
+def state_diagram_mermaid() -> str:
+    lines = ["stateDiagram-v2", "    [*] --> DRAFT: create (advertiser, publisher)"]
+    for t in TRANSITIONS.values():
+        label = f"{t.trigger.value} ({_roles_text(t.roles)}) {t.rule}"
+        if t.target is None:
+            # "previous status": one edge per status a campaign can be paused from (a
+            # campaign paused while BOOKED resumes to LIVE once its start has passed).
+            for previous in (s for s in Status if s in _PAUSABLE):
+                lines.append(f"    {t.source.value} --> {previous.value}: {label}")
+        else:
+            lines.append(f"    {t.source.value} --> {t.target.value}: {label}")
+    for status in Status:
+        if status in TERMINAL:
+            lines.append(f"    {status.value} --> [*]")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,137 @@
+"""The campaign aggregate and its vocabulary (spec §1, §2). Data only: rules live in
+`lifecycle.py`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+from campaign_worker.domain.money import Money
+
+
+class Status(StrEnum):
+    """Primary campaign status (spec §1)."""
+
+    DRAFT = "DRAFT"
+    SUBMITTED = "SUBMITTED"
+    BOOKED = "BOOKED"
+    LIVE = "LIVE"
+    PAUSED = "PAUSED"
+    REJECTED = "REJECTED"
+    CLOSED = "CLOSED"
+    CANCELLED = "CANCELLED"
+
+
+TERMINAL: frozenset[Status] = frozenset({Status.CLOSED, Status.CANCELLED})
+
+
+class Trigger(StrEnum):
+    """What moves a campaign along an edge of the transition table.
+
+    Defined here (not in `lifecycle`) so that `events` can use it without an import cycle;
+    `campaign_worker.domain.lifecycle.Trigger` is the same class.
+    """
+
+    SUBMIT = "submit"
+    RESUBMIT = "resubmit"  # the submit command applied to REJECTED (T4)
+    APPROVE = "approve"
+    REJECT = "reject"
+    START = "start"
+    END = "end"
+    PAUSE = "pause"
+    RESUME = "resume"
+    CANCEL = "cancel"  # T10 and T11
+
+
+class Role(StrEnum):
+    ADVERTISER = "advertiser"
+    PUBLISHER = "publisher"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class Actor:
+    role: Role
+    id: str | None = None
+
+
+class BillingType(StrEnum):
+    CARD = "card"  # prepaid
+    MANUAL = "manual"  # postpaid
+
+
+FREQUENCY_CAP_PERIODS: frozenset[str] = frozenset({"hour", "day", "week", "month"})
+
+
+@dataclass(frozen=True)
+class Targeting:
+    categories: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FrequencyCap:
+    impressions: int
+    per: str  # one of FREQUENCY_CAP_PERIODS
+
+
+@dataclass(frozen=True)
+class Contact:
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class AdProduct:
+    """A catalog entry (`catalog.ad_product_upserted`), as far as the lifecycle needs it."""
+
+    id: str
+    name: str
+    unit_ids: tuple[str, ...]
+    unit_set_valid: bool
+    buyable: bool
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """The aggregate. All datetimes are timezone-aware UTC; `version` counts applied events."""
+
+    id: UUID
+    advertiser_id: str
+    title: str
+    ad_product_id: str
+    budget: Money
+    billing_type: BillingType
+    start_at: datetime
+    end_at: datetime
+    targeting: Targeting
+    frequency_cap: FrequencyCap | None
+    contact: Contact
+    timezone: str | None
+    status: Status = Status.DRAFT
+    paused_from: Status | None = None  # set exactly while PAUSED: BOOKED or LIVE
+    version: int = 1
+    rejection_reason: str | None = None  # set while REJECTED (last review's reason)
+    cancel_reason: str | None = None
+    penalty: Money | None = None  # publisher-set fee on T11
+
+
+# Fields an UpdateCampaign may carry (besides "advertiser_id", which can never change).
+EDITABLE_FIELDS: tuple[str, ...] = (
+    "title",
+    "ad_product_id",
+    "budget",
+    "billing_type",
+    "start_at",
+    "end_at",
+    "targeting",
+    "frequency_cap",
+    "contact",
+    "timezone",
+)
+
+# Fields the publisher may not change once a campaign is approved (spec §2).
+LOCKED_AFTER_APPROVAL: frozenset[str] = frozenset({"ad_product_id", "budget", "billing_type"})
