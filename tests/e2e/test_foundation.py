@@ -71,7 +71,7 @@ async def committed_offsets(h: Harness, topic: str) -> dict[int, int | None]:
     try:
         parts = consumer.partitions_for_topic(f"{h.prefix}{topic}") or set()
         if not parts:
-            await consumer._client.force_metadata_update()  # noqa: SLF001
+            await consumer._client.force_metadata_update()
             parts = consumer.partitions_for_topic(f"{h.prefix}{topic}") or set()
         return {p: await consumer.committed(TopicPartition(f"{h.prefix}{topic}", p)) for p in parts}
     finally:
@@ -239,7 +239,7 @@ async def test_offset_is_committed_only_after_the_database_commit(harness: Harne
     meta = await harness.up.send("campaign.commands", event)
 
     async def failed_once() -> bool:
-        return worker.metrics.batch_failures.labels("error")._value.get() >= 1  # noqa: SLF001
+        return worker.metrics.batch_failures.labels("error")._value.get() >= 1
 
     await eventually(failed_once)
     offsets = await committed_offsets(harness, "campaign.commands")

@@ -245,6 +245,27 @@ def cmd_campaign_show(args: argparse.Namespace) -> int:
     return 0
 
 
+DIAGRAM_BEGIN = "<!-- state-diagram:begin -->"
+DIAGRAM_END = "<!-- state-diagram:end -->"
+
+
+def render_readme(text: str) -> str:
+    """The README with its generated state diagram replaced by the current table's."""
+    from campaign_worker.domain.lifecycle import state_diagram_mermaid
+
+    head, _, rest = text.partition(DIAGRAM_BEGIN)
+    _, _, tail = rest.partition(DIAGRAM_END)
+    block = f"{DIAGRAM_BEGIN}\n```mermaid\n{state_diagram_mermaid().rstrip()}\n```\n{DIAGRAM_END}"
+    return head + block + tail
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    path = Path(args.write)
+    path.write_text(render_readme(path.read_text()))
+    print(f"rewrote the generated parts of {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="campaign-worker", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -275,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("campaign_id")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_campaign_show)
+    docs = sub.add_parser("docs", help="rewrite generated README parts (state diagram)")
+    docs.add_argument("--write", default="README.md")
+    docs.set_defaults(func=cmd_docs)
     return parser
 
 
