@@ -143,6 +143,7 @@ def build_worker(settings: Settings) -> Worker:
         graceful_timeout=settings.shutdown_timeout_s * 0.6,
         middlewares=[KafkaPrometheusMiddleware(registry=metrics.registry)],
         client_id="campaign-worker",
+        log_level=logging.DEBUG,  # per-batch access lines are debug detail, not operations news
     )
     register_subscriber(broker, settings, processor, stopping)
     worker = Worker(

@@ -6,95 +6,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import urllib.request
 import uuid
-from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Harness
+from tests.support.contract import create_event
 from tests.support.kafka_io import cloudevent
+from tests.support.util import committed_offsets, eventually, http_get, seed_product
 
 pytestmark = pytest.mark.e2e
-
-PRODUCT = "prod-banner"
-
-
-def product_event(product_id: str = PRODUCT, **overrides: Any) -> dict[str, Any]:
-    data = {
-        "ad_product_id": product_id,
-        "name": "Homepage banner",
-        "unit_ids": ["unit-728x90"],
-        "unit_set_valid": True,
-        "buyable": True,
-    }
-    data.update(overrides)
-    return cloudevent(
-        "catalog.ad_product_upserted", product_id, data, actorrole="publisher", actorid="pub-1"
-    )
-
-
-def create_event(
-    campaign_id: str, advertiser: str = "adv-1", **data_overrides: Any
-) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "advertiser_id": advertiser,
-        "title": "Winter sale",
-        "ad_product_id": PRODUCT,
-        "budget": {"amount": "1000.00", "currency": "EUR"},
-        "billing_type": "manual",
-        "start_at": "2030-01-01T00:00:00Z",
-        "end_at": "2030-02-01T00:00:00Z",
-        "contact": {"name": "Ada", "email": "ada@example.com"},
-    }
-    data.update(data_overrides)
-    return cloudevent("campaign.create", campaign_id, data, actorid=advertiser)
-
-
-async def seed_product(h: Harness, product_id: str = PRODUCT, **overrides: Any) -> None:
-    """Publish a catalog entry and wait until the worker has stored it."""
-    await h.up.send("campaign.catalog", product_event(product_id, **overrides))
-
-    async def stored() -> bool:
-        return bool(await h.fetch("SELECT 1 FROM ad_products WHERE id=$1", product_id))
-
-    await eventually(stored)
-
-
-async def committed_offsets(h: Harness, topic: str) -> dict[int, int | None]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=h.kafka, group_id=f"cw-{h.prefix}", enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        parts = consumer.partitions_for_topic(f"{h.prefix}{topic}") or set()
-        if not parts:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(f"{h.prefix}{topic}") or set()
-        return {p: await consumer.committed(TopicPartition(f"{h.prefix}{topic}", p)) for p in parts}
-    finally:
-        await consumer.stop()
-
-
-async def eventually(check: Any, timeout: float = 20.0, interval: float = 0.1) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
-        await asyncio.sleep(interval)
-
-
-def http_get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 async def test_command_is_consumed_inbox_written_and_offset_committed(harness: Harness) -> None:

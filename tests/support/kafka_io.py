@@ -60,6 +60,16 @@ class Upstream:
         raw = json.dumps(event).encode()
         return await self.send_raw(topic, raw, key=key if key is not None else event.get("subject"))
 
+    async def send_nowait(self, topic: str, event: dict[str, Any]) -> Any:
+        """Queue a send and return its delivery future: successive calls keep their order."""
+        key = event.get("subject")
+        return await self.producer.send(
+            f"{self.prefix}{topic}",
+            json.dumps(event).encode(),
+            key=key.encode() if isinstance(key, str) else None,
+            headers=[("content-type", b"application/cloudevents+json")],
+        )
+
     async def send_raw(
         self,
         topic: str,
