@@ -63,10 +63,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     data_dir = Path(args.data_dir).expanduser()
     data_dir.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:  # Postgres runs as `nobody` and must be able to pass through
+        data_dir.chmod(data_dir.stat().st_mode | 0o011)
     overrides: dict[str, Any] = {}
     handles: list[Any] = []
     lines = ["", "campaign-worker (dev mode) is running", ""]
     setup_logging(os.environ.get("CAMPAIGN_WORKER_LOG_LEVEL", "INFO"))
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-command chatter
     try:
         if "DATABASE_URL" in os.environ:
             lines.append(f"  postgres : {os.environ['DATABASE_URL']} (from DATABASE_URL)")
@@ -266,6 +269,14 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_dev_dir() -> str:
+    """Postgres refuses to run as root, so devservices runs it as `nobody`, who cannot
+    enter root's home: as root the dev data lives under /var/tmp instead."""
+    if os.geteuid() == 0:
+        return "/var/tmp/campaign-worker/dev"
+    return os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "campaign-worker", "dev")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="campaign-worker", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -275,7 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     dev = sub.add_parser("dev", help="run on embedded Postgres, Tansu and an SMTP sink")
-    dev.add_argument("--data-dir", default="~/.cache/campaign-worker/dev")
+    dev.add_argument(
+        "--data-dir",
+        default=default_dev_dir(),
+        help="where embedded Postgres keeps its data and the SMTP sink its emails "
+        "(as root: a folder the unprivileged Postgres user can reach)",
+    )
     dev.add_argument("--http-port", type=int, default=8080)
     dev.set_defaults(func=cmd_dev)
 
