@@ -1,7 +1,10 @@
 # Two commands matter: `make run` (the worker on embedded services, nothing to install)
 # and `make test` (the whole suite on real Kafka and Postgres). Everything else is a helper.
 
-PYTHON ?= $(shell command -v python3.12 || command -v python3.11 || command -v python3)
+# the first interpreter that really runs and is >= 3.11 (pyenv shims may exist but not run)
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; \
+	done)
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell (cat pyproject.toml; echo $(PYTHON)) | sha1sum | cut -c1-12)
