@@ -1,0 +1,657 @@
+"""Creatives (spec §3): the action table as data, `decide_creative` and `evolve_creative`.
+
+A creative belongs to one campaign. Its status is `UNDER_REVIEW`, `APPROVED`, `REJECTED` or
+`PAUSED`; deletion is permanent: the creative becomes a tombstone (`deleted=True`, kept for
+audit with its last status and content) that accepts nothing, and its id can never be
+registered again.
+
+- `CREATIVE_ACTIONS` is the one action table: for each action, the creative statuses it is
+  allowed from, the status it leads to, who may do it, and the refusal code when the campaign
+  is CLOSED/CANCELLED. Whatever is not in it is refused.
+- `decide_creative(campaign, creative, command, actor, now)` checks a command and returns the
+  events it causes, or raises `Refusal`. It never mutates anything and reads no clock.
+- `evolve_creative(creative, event)` applies one event; `apply_creative_events` folds many.
+
+Events per accepted command: register -> `CreativeRegistered`; name-only edit ->
+`CreativeUpdated`; content edit -> `CreativeUpdated`, then `CreativeStatusChanged(-> UNDER_REVIEW)`
+unless the creative was already under review; delete -> `CreativeDeleted`; pause, resume,
+approve, reject -> `CreativeStatusChanged`.
+
+Order of checks in `decide_creative` (the first failing one names the refusal):
+1. the campaign does not exist -> `not_found`;
+2. the actor's role may never do this action, or an advertiser acts on another advertiser's
+   campaign (ownership is the campaign's `advertiser_id`) -> `forbidden`;
+3. create for an id that exists, deleted or not -> `already_exists`; any other command for an id
+   that does not exist -> `not_found`;
+4. the creative is deleted -> `invalid_transition` (a tombstone accepts nothing);
+5. the campaign is CLOSED/CANCELLED -> the action's code in the table (`not_editable` for
+   register/edit/delete, `invalid_transition` for pause/resume/approve/reject);
+6. the creative's status is not one the action is allowed from -> `invalid_transition`;
+7. field validation -> `validation_failed`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import TypeAlias, assert_never
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from campaign_worker.domain.errors import Refusal, RefusalCode
+from campaign_worker.domain.model import TERMINAL, Actor, Campaign, Role
+
+__all__ = [
+    "CONTENT_FIELDS",
+    "CREATIVE_ACTIONS",
+    "CREATIVE_FIELDS",
+    "NAME_MAX_LENGTH",
+    "ApproveCreative",
+    "CreateCreative",
+    "Creative",
+    "CreativeAction",
+    "CreativeCommand",
+    "CreativeContent",
+    "CreativeDeleted",
+    "CreativeEvent",
+    "CreativeRegistered",
+    "CreativeRule",
+    "CreativeStatus",
+    "CreativeStatusChanged",
+    "CreativeUpdated",
+    "DeleteCreative",
+    "PauseCreative",
+    "RejectCreative",
+    "ResumeCreative",
+    "UpdateCreative",
+    "action_of",
+    "apply_creative_events",
+    "decide_creative",
+    "evolve_creative",
+]
+
+NAME_MAX_LENGTH = 200
+
+# ---------------------------------------------------------------------------------------------
+# The creative and its vocabulary
+# ---------------------------------------------------------------------------------------------
+
+
+class CreativeStatus(StrEnum):
+    UNDER_REVIEW = "UNDER_REVIEW"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+    PAUSED = "PAUSED"
+
+
+@dataclass(frozen=True)
+class CreativeContent:
+    file_url: str
+    destination_url: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Creative:
+    """One creative of a campaign. `deleted` makes it a tombstone: the other fields keep their
+    last values for audit, and nothing can change it any more. `version` counts applied events
+    (registration gives 1)."""
+
+    id: str
+    campaign_id: UUID
+    name: str
+    ad_unit_id: str
+    content: CreativeContent
+    status: CreativeStatus = CreativeStatus.UNDER_REVIEW
+    rejection_reason: str | None = None  # set while REJECTED (last review's reason)
+    deleted: bool = False
+    deleted_at: datetime | None = None
+    version: int = 1
+
+    @property
+    def deliverable(self) -> bool:
+        """True when this creative may be delivered (APPROVED and not deleted)."""
+        return self.status is CreativeStatus.APPROVED and not self.deleted
+
+
+# Fields an UpdateCreative may carry. Changing any of CONTENT_FIELDS sends the creative back to
+# review; changing only the name does not.
+CREATIVE_FIELDS: tuple[str, ...] = ("name", "ad_unit_id", "content")
+CONTENT_FIELDS: frozenset[str] = frozenset({"ad_unit_id", "content"})
+_CONTENT_KEYS: tuple[str, ...] = ("file_url", "destination_url", "text")
+
+# ---------------------------------------------------------------------------------------------
+# Commands (imperative) and events (past tense)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateCreative:
+    campaign_id: UUID
+    creative_id: str
+    name: str
+    ad_unit_id: str
+    content: CreativeContent
+
+
+@dataclass(frozen=True)
+class UpdateCreative:
+    """`changes`: any of "name" (str), "ad_unit_id" (str), "content" (a `CreativeContent`, or a
+    mapping with any of file_url/destination_url/text, merged into the current content).
+    Stored as a read-only copy."""
+
+    campaign_id: UUID
+    creative_id: str
+    changes: Mapping[str, object]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "changes", MappingProxyType(dict(self.changes)))
+
+
+@dataclass(frozen=True)
+class DeleteCreative:
+    campaign_id: UUID
+    creative_id: str
+
+
+@dataclass(frozen=True)
+class PauseCreative:
+    campaign_id: UUID
+    creative_id: str
+
+
+@dataclass(frozen=True)
+class ResumeCreative:
+    campaign_id: UUID
+    creative_id: str
+
+
+@dataclass(frozen=True)
+class ApproveCreative:
+    campaign_id: UUID
+    creative_id: str
+
+
+@dataclass(frozen=True)
+class RejectCreative:
+    campaign_id: UUID
+    creative_id: str
+    reason: str
+
+
+CreativeCommand: TypeAlias = (
+    CreateCreative
+    | UpdateCreative
+    | DeleteCreative
+    | PauseCreative
+    | ResumeCreative
+    | ApproveCreative
+    | RejectCreative
+)
+
+
+class CreativeAction(StrEnum):
+    """The rows of spec §3. An `UpdateCreative` is EDIT_CONTENT when it really changes the ad
+    unit or the content, else EDIT_NAME."""
+
+    REGISTER = "register"
+    EDIT_CONTENT = "edit_content"
+    EDIT_NAME = "edit_name"
+    DELETE = "delete"
+    PAUSE = "pause"
+    RESUME = "resume"
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+@dataclass(frozen=True)
+class CreativeRegistered:
+    creative: Creative
+
+
+@dataclass(frozen=True)
+class CreativeUpdated:
+    """Only the fields whose value really changed, with their new values (read-only)."""
+
+    campaign_id: UUID
+    creative_id: str
+    changes: Mapping[str, object]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "changes", MappingProxyType(dict(self.changes)))
+
+    @property
+    def content_changed(self) -> bool:
+        return bool(CONTENT_FIELDS & set(self.changes))
+
+
+@dataclass(frozen=True)
+class CreativeStatusChanged:
+    """`action` says why (approve, reject, pause, resume, edit_content); `reason` is the
+    reviewer's reason of a rejection, else None."""
+
+    campaign_id: UUID
+    creative_id: str
+    from_status: CreativeStatus
+    to_status: CreativeStatus
+    action: CreativeAction
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class CreativeDeleted:
+    campaign_id: UUID
+    creative_id: str
+    from_status: CreativeStatus
+    deleted_at: datetime
+
+
+CreativeEvent: TypeAlias = (
+    CreativeRegistered | CreativeUpdated | CreativeStatusChanged | CreativeDeleted
+)
+
+# ---------------------------------------------------------------------------------------------
+# The action table (spec §3)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreativeRule:
+    action: CreativeAction
+    # Statuses of an existing, not deleted creative the action is allowed from (REGISTER: none,
+    # it needs the id to be unused).
+    sources: frozenset[CreativeStatus]
+    # Status afterwards; None: unchanged (edit name) or gone (delete).
+    target: CreativeStatus | None
+    roles: frozenset[Role]
+    # The code when the campaign is CLOSED or CANCELLED (it accepts nothing then).
+    on_closed_campaign: RefusalCode
+
+
+_ANY_STATUS = frozenset(CreativeStatus)
+_EDITORS = frozenset({Role.ADVERTISER, Role.PUBLISHER})
+_REVIEWERS = frozenset({Role.PUBLISHER})
+_NE = RefusalCode.NOT_EDITABLE
+_INV = RefusalCode.INVALID_TRANSITION
+_S = CreativeStatus
+_A = CreativeAction
+
+
+def _rules(*rules: CreativeRule) -> Mapping[CreativeAction, CreativeRule]:
+    table = {rule.action: rule for rule in rules}
+    if len(table) != len(rules) or set(table) != set(CreativeAction):  # pragma: no cover
+        raise ValueError("CREATIVE_ACTIONS must have exactly one row per action")
+    return MappingProxyType(table)
+
+
+CREATIVE_ACTIONS: Mapping[CreativeAction, CreativeRule] = _rules(
+    CreativeRule(_A.REGISTER, frozenset(), _S.UNDER_REVIEW, _EDITORS, _NE),
+    CreativeRule(_A.EDIT_CONTENT, _ANY_STATUS, _S.UNDER_REVIEW, _EDITORS, _NE),
+    CreativeRule(_A.EDIT_NAME, _ANY_STATUS, None, _EDITORS, _NE),
+    CreativeRule(_A.DELETE, _ANY_STATUS, None, _EDITORS, _NE),
+    CreativeRule(_A.PAUSE, frozenset({_S.APPROVED}), _S.PAUSED, _EDITORS, _INV),
+    CreativeRule(_A.RESUME, frozenset({_S.PAUSED}), _S.APPROVED, _EDITORS, _INV),
+    CreativeRule(_A.APPROVE, frozenset({_S.UNDER_REVIEW}), _S.APPROVED, _REVIEWERS, _INV),
+    CreativeRule(_A.REJECT, frozenset({_S.UNDER_REVIEW}), _S.REJECTED, _REVIEWERS, _INV),
+)
+
+# The action each command type stands for (an update is EDIT_CONTENT or EDIT_NAME; both rows
+# have the same roles and sources, so the role check can use EDIT_NAME before the diff is known).
+_COMMAND_ACTION: Mapping[type, CreativeAction] = MappingProxyType(
+    {
+        CreateCreative: _A.REGISTER,
+        UpdateCreative: _A.EDIT_NAME,
+        DeleteCreative: _A.DELETE,
+        PauseCreative: _A.PAUSE,
+        ResumeCreative: _A.RESUME,
+        ApproveCreative: _A.APPROVE,
+        RejectCreative: _A.REJECT,
+    }
+)
+
+
+def action_of(command: CreativeCommand, creative: Creative | None = None) -> CreativeAction:
+    """The row of CREATIVE_ACTIONS a command uses. An update is EDIT_CONTENT when it really
+    changes the ad unit or the content of `creative`, else EDIT_NAME. Raises `Refusal`
+    (`validation_failed`) for an update whose values have the wrong types."""
+    if isinstance(command, UpdateCreative) and creative is not None:
+        diff = _update_diff(creative, command.changes)
+        return _A.EDIT_CONTENT if CONTENT_FIELDS & set(diff) else _A.EDIT_NAME
+    return _COMMAND_ACTION[type(command)]
+
+
+# ---------------------------------------------------------------------------------------------
+# decide
+# ---------------------------------------------------------------------------------------------
+
+
+def decide_creative(
+    campaign: Campaign | None,
+    creative: Creative | None,
+    command: CreativeCommand,
+    actor: Actor,
+    now: datetime,
+) -> list[CreativeEvent]:
+    """The events `command` causes on `creative` (of `campaign`), or a `Refusal`.
+
+    `creative` is the stored creative with the command's id (a tombstone included), or None
+    when there is none. `now` must be timezone-aware (it stamps the tombstone). Raises
+    `ValueError` for caller bugs: a naive `now`, a command for another campaign, a creative that
+    is not the command's.
+    """
+    now = _aware_utc(now)
+    if campaign is None:
+        raise Refusal(RefusalCode.NOT_FOUND, f"campaign {command.campaign_id} does not exist")
+    if command.campaign_id != campaign.id:
+        raise ValueError(f"command for campaign {command.campaign_id} applied to {campaign.id}")
+    if creative is not None and (
+        creative.id != command.creative_id or creative.campaign_id != campaign.id
+    ):
+        raise ValueError(
+            f"creative {creative.id} of campaign {creative.campaign_id} given for "
+            f"command on creative {command.creative_id} of campaign {campaign.id}"
+        )
+
+    # 2. role and ownership
+    rule = CREATIVE_ACTIONS[_COMMAND_ACTION[type(command)]]
+    if actor.role not in rule.roles:
+        raise Refusal(
+            RefusalCode.FORBIDDEN,
+            f"a {actor.role.value} may not {rule.action.value} a creative "
+            f"(only: {_roles_text(rule.roles)})",
+        )
+    _check_owner(actor, campaign)
+
+    # 3. existence, 4. tombstone
+    if isinstance(command, CreateCreative):
+        if creative is not None:
+            gone = " (it was deleted; a deleted creative's id is never reused)"
+            raise Refusal(
+                RefusalCode.ALREADY_EXISTS,
+                f"creative {command.creative_id} already exists"
+                + (gone if creative.deleted else ""),
+            )
+    elif creative is None:
+        raise Refusal(
+            RefusalCode.NOT_FOUND,
+            f"creative {command.creative_id} does not exist in campaign {campaign.id}",
+        )
+    elif creative.deleted:
+        raise Refusal(
+            RefusalCode.INVALID_TRANSITION,
+            f"creative {creative.id} was deleted: deletion is permanent, it accepts nothing",
+        )
+
+    match command:
+        case CreateCreative():
+            _check_campaign_open(campaign, rule)
+            return [_register(command, campaign)]
+        case UpdateCreative():
+            assert creative is not None
+            return _update(campaign, creative, command)
+        case DeleteCreative():
+            assert creative is not None
+            _check_campaign_open(campaign, rule)
+            _check_source(creative, rule)
+            return [CreativeDeleted(campaign.id, creative.id, creative.status, now)]
+        case PauseCreative() | ResumeCreative() | ApproveCreative() | RejectCreative():
+            assert creative is not None
+            _check_campaign_open(campaign, rule)
+            _check_source(creative, rule)
+            reason: str | None = None
+            if isinstance(command, RejectCreative):
+                if not isinstance(command.reason, str) or not command.reason.strip():
+                    raise _invalid("reason is required to reject a creative")
+                reason = command.reason.strip()
+            assert rule.target is not None
+            return [
+                CreativeStatusChanged(
+                    campaign.id, creative.id, creative.status, rule.target, rule.action, reason
+                )
+            ]
+        case _:  # pragma: no cover - exhaustive
+            assert_never(command)
+
+
+def _roles_text(roles: Iterable[Role]) -> str:
+    return ", ".join(r.value for r in Role if r in set(roles))
+
+
+def _check_owner(actor: Actor, campaign: Campaign) -> None:
+    if actor.role is not Role.ADVERTISER:
+        return
+    if actor.id is None or not actor.id.strip():
+        raise Refusal(RefusalCode.FORBIDDEN, "an advertiser actor must carry its advertiser id")
+    if actor.id != campaign.advertiser_id:
+        raise Refusal(
+            RefusalCode.FORBIDDEN,
+            f"advertiser {actor.id} may act only on its own campaigns; "
+            f"campaign {campaign.id} belongs to another advertiser",
+        )
+
+
+def _check_campaign_open(campaign: Campaign, rule: CreativeRule) -> None:
+    if campaign.status in TERMINAL:
+        raise Refusal(
+            rule.on_closed_campaign,
+            f"campaign {campaign.id} is {campaign.status.value}: its creatives accept nothing "
+            f"(cannot {rule.action.value})",
+        )
+
+
+def _check_source(creative: Creative, rule: CreativeRule) -> None:
+    if creative.status not in rule.sources:
+        allowed = ", ".join(s.value for s in CreativeStatus if s in rule.sources)
+        raise Refusal(
+            RefusalCode.INVALID_TRANSITION,
+            f"cannot {rule.action.value} creative {creative.id}: it is "
+            f"{creative.status.value} (only from {allowed})",
+        )
+
+
+def _register(command: CreateCreative, campaign: Campaign) -> CreativeRegistered:
+    creative_id = _coerce_str("creative_id", command.creative_id)
+    if not creative_id.strip():
+        raise _invalid("creative_id must not be blank")
+    name = _valid_name(command.name)
+    ad_unit_id = _valid_ad_unit(command.ad_unit_id)
+    content = _valid_content(command.content)
+    return CreativeRegistered(
+        Creative(
+            id=creative_id,
+            campaign_id=campaign.id,
+            name=name,
+            ad_unit_id=ad_unit_id,
+            content=content,
+            status=CreativeStatus.UNDER_REVIEW,
+            version=1,
+        )
+    )
+
+
+def _update(campaign: Campaign, creative: Creative, command: UpdateCreative) -> list[CreativeEvent]:
+    # Both edit rows share sources and on_closed_campaign; the diff only picks the target.
+    _check_campaign_open(campaign, CREATIVE_ACTIONS[_A.EDIT_NAME])
+    unknown = sorted(set(command.changes) - set(CREATIVE_FIELDS))
+    if unknown:
+        raise _invalid(
+            f"unknown creative field(s) {', '.join(unknown)}; "
+            f"editable: {', '.join(CREATIVE_FIELDS)}"
+        )
+    diff = _update_diff(creative, command.changes)
+    for name, value in diff.items():
+        _validate_field(name, value)
+    action = _A.EDIT_CONTENT if CONTENT_FIELDS & set(diff) else _A.EDIT_NAME
+    rule = CREATIVE_ACTIONS[action]
+    _check_source(creative, rule)
+    events: list[CreativeEvent] = [CreativeUpdated(campaign.id, creative.id, diff)]
+    if rule.target is not None and creative.status is not rule.target:
+        events.append(
+            CreativeStatusChanged(campaign.id, creative.id, creative.status, rule.target, action)
+        )
+    return events
+
+
+# -- field coercion and validation --------------------------------------------------------------
+
+
+def _invalid(message: str) -> Refusal:
+    return Refusal(RefusalCode.VALIDATION_FAILED, message)
+
+
+def _aware_utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"now must be timezone-aware, got {value.isoformat()}")
+    return value.astimezone(UTC)
+
+
+def _coerce_str(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise _invalid(f"{name} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _update_diff(creative: Creative, changes: Mapping[str, object]) -> dict[str, object]:
+    """New values (type-checked) of the known fields that really change, in CREATIVE_FIELDS
+    order. A content mapping is merged into the current content first."""
+    values: dict[str, object] = {}
+    for name in CREATIVE_FIELDS:
+        if name not in changes:
+            continue
+        value = changes[name]
+        if name == "content":
+            value = _merged_content(creative.content, value)
+        else:
+            value = _coerce_str(name, value)
+        if value != getattr(creative, name):
+            values[name] = value
+    return values
+
+
+def _merged_content(current: CreativeContent, value: object) -> CreativeContent:
+    if isinstance(value, CreativeContent):
+        return value
+    if isinstance(value, Mapping):
+        unknown = sorted(str(k) for k in set(value) - set(_CONTENT_KEYS))
+        if unknown:
+            raise _invalid(
+                f"unknown content field(s) {', '.join(unknown)}; "
+                f"content has {', '.join(_CONTENT_KEYS)}"
+            )
+        parts = {key: getattr(current, key) for key in _CONTENT_KEYS}
+        for key in _CONTENT_KEYS:
+            if key in value:
+                parts[key] = _coerce_str(f"content.{key}", value[key])
+        return CreativeContent(**parts)
+    raise _invalid(f"content must be an object, not {type(value).__name__}")
+
+
+def _validate_field(name: str, value: object) -> None:
+    if name == "name":
+        _valid_name(value)
+    elif name == "ad_unit_id":
+        _valid_ad_unit(value)
+    else:
+        _valid_content(value)
+
+
+def _valid_name(value: object) -> str:
+    name = _coerce_str("name", value)
+    if not name.strip():
+        raise _invalid("name must not be blank")
+    if any(c in name for c in "\r\n"):
+        raise _invalid("name must not contain line breaks")
+    if len(name) > NAME_MAX_LENGTH:
+        raise _invalid(f"name is {len(name)} characters long; at most {NAME_MAX_LENGTH} allowed")
+    return name
+
+
+def _valid_ad_unit(value: object) -> str:
+    unit = _coerce_str("ad_unit_id", value)
+    if not unit.strip():
+        raise _invalid("ad_unit_id must not be blank")
+    return unit
+
+
+def _valid_content(value: object) -> CreativeContent:
+    if not isinstance(value, CreativeContent):
+        raise _invalid(f"content must be creative content, not {type(value).__name__}")
+    for key in _CONTENT_KEYS:
+        _coerce_str(f"content.{key}", getattr(value, key))
+    _valid_url("content.file_url", value.file_url, schemes=None)
+    _valid_url("content.destination_url", value.destination_url, schemes=("http", "https"))
+    return value
+
+
+def _valid_url(name: str, url: str, *, schemes: tuple[str, ...] | None) -> None:
+    if not url.strip():
+        raise _invalid(f"{name} must not be blank")
+    if any(c.isspace() for c in url):
+        raise _invalid(f"{name} {url!r} must not contain spaces or line breaks")
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise _invalid(f"{name} {url!r} is not a URL") from None
+    if not parts.scheme or not (parts.netloc or parts.path):
+        raise _invalid(f"{name} {url!r} must be an absolute URL")
+    if schemes is not None and (parts.scheme.lower() not in schemes or not parts.netloc):
+        raise _invalid(f"{name} {url!r} must be an http(s) URL with a host")
+
+
+# ---------------------------------------------------------------------------------------------
+# evolve
+# ---------------------------------------------------------------------------------------------
+
+
+def evolve_creative(creative: Creative | None, event: CreativeEvent) -> Creative:
+    """Apply one event. Every event increments `version` by 1 (registration gives 1).
+
+    Raises `ValueError` when the event does not fit the creative (a bug or a corrupt log).
+    """
+    if isinstance(event, CreativeRegistered):
+        if creative is not None:
+            raise ValueError(f"creative {creative.id} already exists")
+        return replace(event.creative, version=1)
+    if creative is None:
+        raise ValueError(f"{type(event).__name__} for a creative that does not exist")
+    if event.creative_id != creative.id or event.campaign_id != creative.campaign_id:
+        raise ValueError(f"event for creative {event.creative_id} applied to {creative.id}")
+    if creative.deleted:
+        raise ValueError(f"creative {creative.id} is deleted: it accepts no events")
+    version = creative.version + 1
+    match event:
+        case CreativeUpdated():
+            bad = set(event.changes) - set(CREATIVE_FIELDS)
+            if bad:
+                raise ValueError(f"creative fields {sorted(bad)} cannot be updated")
+            return replace(creative, version=version, **event.changes)  # type: ignore[arg-type]
+        case CreativeStatusChanged():
+            if event.from_status is not creative.status:
+                raise ValueError(
+                    f"creative {creative.id} is {creative.status.value}, "
+                    f"event expects {event.from_status.value}"
+                )
+            rejected = event.to_status is CreativeStatus.REJECTED
+            return replace(
+                creative,
+                status=event.to_status,
+                rejection_reason=event.reason if rejected else None,
+                version=version,
+            )
+        case CreativeDeleted():
+            return replace(creative, deleted=True, deleted_at=event.deleted_at, version=version)
+        case _:  # pragma: no cover - exhaustive
+            assert_never(event)
+
+
+def apply_creative_events(creative: Creative | None, events: Iterable[CreativeEvent]) -> Creative:
+    """Fold `events` over `creative`. Needs at least one event when `creative` is None."""
+    result = creative
+    for event in events:
+        result = evolve_creative(result, event)
+    if result is None:
+        raise ValueError("no creative: nothing was registered")
+    return result
