@@ -41,6 +41,10 @@ typecheck: install
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
+## Rewrite the generated JSON Schemas and AsyncAPI document of the contract
+schemas: install
+	$(BIN)/campaign-worker schemas --write schemas/
+
 ## Rewrite the generated parts of the README (state diagram)
 docs: install
 	$(BIN)/python -m campaign_worker.entrypoints.cli docs --write README.md

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
@@ -18,8 +19,12 @@ from campaign_worker.adapters.db.errors import is_transient
 from campaign_worker.adapters.db.migrate import upgrade
 from campaign_worker.adapters.db.uow import SqlUnitOfWork
 from campaign_worker.adapters.kafka_client import client_kwargs, ensure_topics, faststream_security
+from campaign_worker.adapters.lag import worker_probe
+from campaign_worker.adapters.mailer import Mailer
 from campaign_worker.adapters.metrics import Metrics
+from campaign_worker.adapters.notifier import Notifier
 from campaign_worker.adapters.outbox import OutboxRelay
+from campaign_worker.adapters.scheduler import DueScheduler
 from campaign_worker.config import Settings
 from campaign_worker.entrypoints.http import HttpServer
 from campaign_worker.entrypoints.kafka import register_subscriber
@@ -51,6 +56,8 @@ class Worker:
     http: HttpServer
     metrics: Metrics
     stopping: asyncio.Event
+    scheduler: DueScheduler
+    notifier: Notifier | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self, *, migrate: bool = True) -> None:
@@ -65,6 +72,13 @@ class Worker:
         await self.producer.start()
         self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
         await self.broker.start()
+        self._tasks.append(
+            asyncio.create_task(worker_probe(self.settings, self.metrics).run(), name="lag-probe")
+        )
+        if self.settings.scheduler_enabled:
+            self.scheduler.start()
+        if self.notifier is not None and self.settings.notifier_enabled:
+            self.notifier.start()
         log.info(
             "campaign-worker running: group %s, topics %s, http :%d",
             self.settings.group_id,
@@ -75,19 +89,33 @@ class Worker:
     async def stop(self) -> None:
         """Graceful: stop intake, let the batch in flight commit, drain the outbox, close."""
         self.stopping.set()
+        if self.notifier is not None:
+            self.notifier.request_stop()  # finishes (and records) only the email in flight
+        # budget shares add up to 0.9 of shutdown_timeout_s (25 s by default), so the
+        # process exits within the contract's 30 s even when every step uses its share
         timeout = self.settings.shutdown_timeout_s
+        await self.scheduler.stop(timeout * 0.1)
         try:
-            await asyncio.wait_for(self.broker.stop(), timeout * 0.6)
+            await asyncio.wait_for(self.broker.stop(), timeout * 0.4)
         except TimeoutError:
-            log.warning("consumers did not stop within %.1fs", timeout * 0.6)
-        await self.relay.drain(timeout * 0.3)
+            log.warning("consumers did not stop within %.1fs", timeout * 0.4)
+        if self.notifier is not None:
+            await self.notifier.stop(timeout * 0.1)
+        await self.relay.drain(timeout * 0.2)
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.producer.stop()
-        await self.http.stop()
-        await self.engine.dispose()
+        await self._bounded(asyncio.gather(*self._tasks, return_exceptions=True), 1.0, "tasks")
+        await self._bounded(self.producer.stop(), timeout * 0.1, "producer")
+        await self._bounded(self.http.stop(), 1.0, "http server")
+        await self._bounded(self.engine.dispose(), 1.0, "database pool")
         log.info("campaign-worker stopped")
+
+    @staticmethod
+    async def _bounded(step: Awaitable[object], seconds: float, what: str) -> None:
+        try:
+            await asyncio.wait_for(step, seconds)
+        except TimeoutError:
+            log.warning("%s did not stop within %.1fs; going on", what, seconds)
 
     async def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
@@ -126,6 +154,31 @@ def build_worker(settings: Settings) -> Worker:
         batch_size=settings.relay_batch_size,
         poll_interval_s=settings.relay_poll_interval_s,
     )
+    notifier = Notifier(
+        engine,
+        Mailer(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.smtp_from,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            starttls=settings.smtp_starttls,
+            timeout_s=settings.smtp_timeout_s,
+            cafile=settings.smtp_cafile,
+        ),
+        metrics=metrics,
+        max_attempts=settings.smtp_max_attempts,
+        backoff_initial_s=settings.smtp_backoff_initial_s,
+        backoff_max_s=settings.smtp_backoff_max_s,
+        batch_size=settings.notifier_batch_size,
+        poll_interval_s=settings.notifier_poll_interval_s,
+        on_commit=relay.wake,
+    )
+
+    def committed() -> None:  # outbox rows and maybe notifications: wake both senders
+        relay.wake()
+        notifier.wake()
+
     processor = Processor(
         lambda: SqlUnitOfWork(engine),
         physical_topic=settings.topic,
@@ -135,7 +188,7 @@ def build_worker(settings: Settings) -> Worker:
             backoff_max_s=settings.retry_backoff_max_s,
         ),
         observer=metrics,
-        on_commit=relay.wake,
+        on_commit=committed,
     )
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
@@ -158,5 +211,12 @@ def build_worker(settings: Settings) -> Worker:
         ),
         metrics=metrics,
         stopping=stopping,
+        scheduler=DueScheduler(
+            processor,
+            metrics,
+            tick_s=settings.scheduler_tick_s,
+            batch_size=settings.scheduler_batch_size,
+        ),
+        notifier=notifier,
     )
     return worker

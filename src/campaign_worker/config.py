@@ -95,11 +95,75 @@ class Settings(BaseSettings):
     relay_poll_interval_s: float = Field(
         0.2, gt=0, validation_alias=_env("CAMPAIGN_WORKER_RELAY_POLL_INTERVAL_S")
     )
+    scheduler_tick_s: float = Field(
+        0.5,
+        gt=0,
+        validation_alias=_env("CAMPAIGN_WORKER_SCHEDULER_TICK_S"),
+        description="How often each replica looks for due starts and ends.",
+    )
+    scheduler_batch_size: int = Field(
+        500, gt=0, validation_alias=_env("CAMPAIGN_WORKER_SCHEDULER_BATCH_SIZE")
+    )
+    scheduler_enabled: bool = Field(True, validation_alias=_env("CAMPAIGN_WORKER_SCHEDULER"))
     shutdown_timeout_s: float = Field(
         25.0, gt=0, validation_alias=_env("CAMPAIGN_WORKER_SHUTDOWN_TIMEOUT_S")
     )
+    relevance_min_impressions: int = Field(
+        10_000, gt=0, validation_alias=_env("CAMPAIGN_WORKER_RELEVANCE_MIN_IMPRESSIONS")
+    )
+    relevance_min_ctr: Decimal = Field(
+        Decimal("0.001"),
+        ge=0,
+        validation_alias=_env("CAMPAIGN_WORKER_RELEVANCE_MIN_CTR"),
+        description="Click-through rate (0.001 = 0.1%) below which low_relevance is set.",
+    )
     vat_rate: Decimal = Field(
         Decimal("0.10"), ge=0, validation_alias=_env("CAMPAIGN_WORKER_VAT_RATE")
+    )
+    lag_interval_s: float = Field(
+        10.0,
+        gt=0,
+        validation_alias=_env("CAMPAIGN_WORKER_LAG_INTERVAL_S"),
+        description="How often the worker samples its own consumer lag (adapters/lag.py).",
+    )
+    lag_window: int = Field(
+        6,
+        ge=2,
+        validation_alias=_env("CAMPAIGN_WORKER_LAG_WINDOW"),
+        description="Samples in the lag status evaluation window (STALL, STOP, WARN need it full).",
+    )
+
+    # Notifications (adapters/notifier.py, adapters/mailer.py); SMTP_* above say where to.
+    smtp_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        validation_alias=_env("CAMPAIGN_WORKER_SMTP_TIMEOUT_S"),
+        description="Bound on one whole send: connect, STARTTLS, login, MAIL/RCPT/DATA, QUIT.",
+    )
+    smtp_max_attempts: int = Field(
+        10,
+        gt=0,
+        validation_alias=_env("CAMPAIGN_WORKER_SMTP_MAX_ATTEMPTS"),
+        description="Tries of an email failing transiently (timeouts, disconnects, 4xx) "
+        "before it ends as notification.failed; 5xx and invalid addresses fail at once.",
+    )
+    smtp_backoff_initial_s: float = Field(
+        5.0, gt=0, validation_alias=_env("CAMPAIGN_WORKER_SMTP_BACKOFF_INITIAL_S")
+    )
+    smtp_backoff_max_s: float = Field(
+        600.0, gt=0, validation_alias=_env("CAMPAIGN_WORKER_SMTP_BACKOFF_MAX_S")
+    )
+    smtp_cafile: str | None = Field(
+        None,
+        validation_alias=_env("CAMPAIGN_WORKER_SMTP_CAFILE"),
+        description="CA bundle for the SMTP server's certificate (STARTTLS); system CAs if unset.",
+    )
+    notifier_enabled: bool = Field(True, validation_alias=_env("CAMPAIGN_WORKER_NOTIFIER"))
+    notifier_batch_size: int = Field(
+        50, gt=0, validation_alias=_env("CAMPAIGN_WORKER_NOTIFIER_BATCH_SIZE")
+    )
+    notifier_poll_interval_s: float = Field(
+        1.0, gt=0, validation_alias=_env("CAMPAIGN_WORKER_NOTIFIER_POLL_INTERVAL_S")
     )
 
     @field_validator("database_url")

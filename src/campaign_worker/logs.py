@@ -1,4 +1,10 @@
-"""Logging setup: human-readable by default, JSON lines with CAMPAIGN_WORKER_LOG_FORMAT=json."""
+"""Logging setup: human-readable by default, JSON lines with CAMPAIGN_WORKER_LOG_FORMAT=json.
+
+Records carry the message they are about (campaign id, message id, correlation id, source
+coordinates) when known, either passed as `extra={...}` or bound for a block of code with
+`log_context(...)`: log shippers can then join a log line to the message and campaign it
+concerns. The level comes from CAMPAIGN_WORKER_LOG_LEVEL (Settings.log_level).
+"""
 
 from __future__ import annotations
 
@@ -6,34 +12,97 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Any
+
+FIELDS = (
+    "campaign_id",
+    "message_id",
+    "correlation_id",
+    "message_type",
+    "topic",
+    "partition",
+    "offset",
+    "group",
+    "dead_letter_id",
+    "error_code",
+)
+
+_bound: ContextVar[dict[str, Any] | None] = ContextVar("campaign_worker_log_fields", default=None)
+
+
+@contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Attach fields to every record logged inside the block (this task only); None is skipped."""
+    current = _bound.get() or {}
+    token = _bound.set({**current, **{k: v for k, v in fields.items() if v is not None}})
+    try:
+        yield
+    finally:
+        _bound.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    """Copies the fields bound with `log_context` onto each record (explicit `extra` wins)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in (_bound.get() or {}).items():
+            if not hasattr(record, name):
+                setattr(record, name, value)
+        return True
+
+
+def record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    return {
+        name: getattr(record, name) for name in FIELDS if getattr(record, name, None) is not None
+    }
 
 
 class JsonFormatter(logging.Formatter):
-    FIELDS = ("campaign_id", "message_id", "correlation_id", "topic", "partition", "offset")
+    """One JSON object per line: time, level, logger, message, the known fields, exception."""
+
+    FIELDS = FIELDS
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for name in self.FIELDS:
-            if hasattr(record, name):
-                entry[name] = getattr(record, name)
+        entry.update(record_fields(record))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 
-def setup_logging(level: str) -> None:
+class TextFormatter(logging.Formatter):
+    """The human form, with the known fields appended as key=value."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = record_fields(record)
+        if not fields:
+            return line
+        first, nl, rest = line.partition("\n")
+        tail = " ".join(f"{k}={v}" for k, v in fields.items())
+        return f"{first} [{tail}]{nl}{rest}"
+
+
+def setup_logging(level: str, fmt: str | None = None) -> None:
+    """Root handler on stderr; `fmt` (text or json) defaults to CAMPAIGN_WORKER_LOG_FORMAT."""
+    fmt = (fmt or os.environ.get("CAMPAIGN_WORKER_LOG_FORMAT", "text")).lower()
     handler = logging.StreamHandler(sys.stderr)
-    if os.environ.get("CAMPAIGN_WORKER_LOG_FORMAT", "text").lower() == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    for noisy in ("aiokafka", "apscheduler"):  # per-poll and per-tick chatter at INFO
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -4,6 +4,8 @@ contract's environment, and `campaign-worker dev` (README command 1) on embedded
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import json
 import os
 import re
@@ -23,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from campaign_worker.devservices import free_port
 from tests.conftest import Harness
 from tests.support.contract import create_event, product_event
+from tests.support.kafka_io import cloudevent
 from tests.support.util import eventually, http_get
 
 pytestmark = pytest.mark.e2e
@@ -193,6 +196,44 @@ async def test_dev_mode_runs_on_embedded_services() -> None:
                 await c.stop()
 
         await eventually(committed, timeout=30)
+
+        # the emails the worker sends land, one .eml each, where the banner says
+        maildir = re.search(r"emails saved in (\S+)\)", text)
+        assert maildir, text
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap.group(1))
+        await producer.start()
+        try:
+            for type_, topic, role, status in (
+                ("campaign.submit", "campaign.commands", "advertiser", "SUBMITTED"),
+                ("review.campaign_approved", "campaign.reviews", "publisher", "BOOKED"),
+            ):
+                command = cloudevent(type_, cid, {}, actorrole=role)
+                await producer.send_and_wait(topic, json.dumps(command).encode(), key=cid.encode())
+
+                async def reached(status: str = status) -> bool:
+                    conn = await asyncpg.connect(db.group(1))
+                    try:
+                        got = await conn.fetchval(
+                            "SELECT status FROM campaigns WHERE id=$1", uuid.UUID(cid)
+                        )
+                    finally:
+                        await conn.close()
+                    return bool(got == status)
+
+                await eventually(reached, timeout=30)
+        finally:
+            await producer.stop()
+
+        def emls() -> list[bytes]:
+            return [p.read_bytes() for p in sorted(Path(maildir.group(1)).glob("*.eml"))]
+
+        async def mailed() -> list[bytes]:
+            return await asyncio.to_thread(emls)
+
+        [raw] = await eventually(mailed, timeout=30)
+        mail = email.message_from_bytes(raw, policy=email.policy.default)
+        assert mail["Subject"] == 'Your campaign "Winter sale" was approved'
+        assert mail["To"] == "ada@example.com"
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
         drain.cancel()

@@ -108,11 +108,18 @@ class Driver:
         return event
 
     async def answer(self, event: dict[str, Any], timeout: float = 30) -> Received:
-        [got] = await self.h.down.wait_for(
-            lambda r: r.topic == "campaign.events" and r.event.get("causationid") == event["id"],
+        """The worker's answer to `event`: its first outcome event on campaign.events (a
+        status change, an update, a creative event or a refusal; serving changes that may
+        follow are side effects, read them with `of_type`)."""
+        got = await self.h.down.wait_for(
+            lambda r: (
+                r.topic == "campaign.events"
+                and r.event.get("causationid") == event["id"]
+                and r.type != "campaign.serving_changed"
+            ),
             timeout=timeout,
         )
-        return got
+        return got[0]
 
     async def do(
         self, type_: str, campaign_id: str, data: dict[str, Any] | None = None, **kw: Any

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Self
 from uuid import UUID
 
-from campaign_worker.domain.model import AdProduct, Campaign
+from campaign_worker.domain.creatives import Creative
+from campaign_worker.domain.duplication import CategoryState
+from campaign_worker.domain.model import AdProduct, Campaign, Status
+from campaign_worker.domain.serving import Hold
+from campaign_worker.domain.settlement import Account, Statement
 from campaign_worker.service.outgoing import OutboxMessage
-from campaign_worker.service.unit_of_work import DeadLetterEntry, HistoryEntry, InboxEntry
+from campaign_worker.service.unit_of_work import (
+    CampaignExtras,
+    DeadLetterEntry,
+    DueTrigger,
+    HistoryEntry,
+    InboxEntry,
+    LedgerRow,
+    NotificationRequest,
+)
 
 
 @dataclass
@@ -21,7 +33,14 @@ class Store:
     history: list[HistoryEntry] = field(default_factory=list)
     products: dict[str, AdProduct] = field(default_factory=dict)
     outbox: list[OutboxMessage] = field(default_factory=list)
+    creatives: dict[tuple[UUID, str], Creative] = field(default_factory=dict)
+    holds: dict[UUID, tuple[frozenset[Hold], str | None]] = field(default_factory=dict)
+    categories: dict[str, CategoryState] = field(default_factory=dict)
+    accounts: dict[UUID, Account] = field(default_factory=dict)
+    ledger: list[LedgerRow] = field(default_factory=list)
+    statements: dict[UUID, Statement] = field(default_factory=dict)
     fail_next: list[BaseException] = field(default_factory=list)
+    notifications: dict[tuple[str, str, str], NotificationRequest] = field(default_factory=dict)
     commits: int = 0
 
 
@@ -47,6 +66,16 @@ class FakeUnitOfWork:
         s.history.extend(t.history)
         s.products.update(t.products)
         s.outbox.extend(t.outbox)
+        s.creatives.update(t.creatives)
+        s.holds.update(t.holds)
+        s.categories.update(t.categories)
+        s.accounts.update(t.accounts)
+        s.ledger.extend(t.ledger)
+        for cid, st in t.statements.items():
+            if cid in s.statements:
+                raise AssertionError(f"second statement for {cid}")  # the unique constraint
+            s.statements[cid] = st
+        s.notifications.update(t.notifications)
         s.commits += 1
 
     async def claim_inbox(self, entries: Sequence[InboxEntry]) -> set[str]:
@@ -81,5 +110,83 @@ class FakeUnitOfWork:
     async def save_products(self, products: Sequence[AdProduct], now: datetime) -> None:
         self.staged.products.update({p.id: p for p in products})
 
+    async def load_extras(self, campaign_ids: Iterable[UUID]) -> CampaignExtras:
+        ids = set(campaign_ids)
+        extras = CampaignExtras(
+            creatives={cid: {} for cid in ids},
+            holds=dict.fromkeys(ids, frozenset()),
+            suspension_reasons=dict.fromkeys(ids),
+        )
+        for (cid, crid), creative in self.store.creatives.items():
+            if cid in ids:
+                extras.creatives[cid][crid] = creative
+        for cid, (held, reason) in self.store.holds.items():
+            if cid in ids:
+                extras.holds[cid], extras.suspension_reasons[cid] = held, reason
+        for cid, account in self.store.accounts.items():
+            if cid in ids:
+                extras.accounts[cid] = account
+        return extras
+
+    async def save_accounts(self, accounts: Sequence[Account], now: datetime) -> None:
+        self.staged.accounts.update({a.campaign_id: a for a in accounts})
+
+    async def add_ledger_rows(self, rows: Sequence[LedgerRow]) -> None:
+        self.staged.ledger.extend(rows)
+
+    async def add_statements(self, statements: Sequence[Statement], now: datetime) -> None:
+        self.staged.statements.update({st.campaign_id: st for st in statements})
+
+    async def status_history(
+        self, campaign_ids: Iterable[UUID]
+    ) -> dict[UUID, list[tuple[datetime, Status]]]:
+        ids = set(campaign_ids)
+        result: dict[UUID, list[tuple[datetime, Status]]] = {cid: [] for cid in ids}
+        for h in self.store.history:
+            if h.campaign_id in ids and h.to_status is not None:
+                result[h.campaign_id].append((h.occurred_at, Status(h.to_status)))
+        return result
+
+    async def lock_campaigns_of_product(self, product_id: str) -> dict[UUID, Campaign]:
+        return {
+            c.id: c
+            for c in self.store.campaigns.values()
+            if c.ad_product_id == product_id and c.status not in (Status.CLOSED, Status.CANCELLED)
+        }
+
+    async def save_creatives(self, creatives: Sequence[Creative], now: datetime) -> None:
+        self.staged.creatives.update({(c.campaign_id, c.id): c for c in creatives})
+
+    async def save_holds(
+        self, holds: Mapping[UUID, tuple[frozenset[Hold], str | None]], now: datetime
+    ) -> None:
+        self.staged.holds.update(holds)
+
+    async def get_categories(self, ids: Iterable[str]) -> dict[str, CategoryState]:
+        return {i: self.store.categories[i] for i in set(ids) if i in self.store.categories}
+
+    async def save_categories(self, states: Mapping[str, CategoryState], now: datetime) -> None:
+        self.staged.categories.update(states)
+
+    async def claim_due(self, now: datetime, limit: int) -> list[DueTrigger]:
+        due = []
+        for c in self.store.campaigns.values():
+            if c.status is Status.BOOKED and c.start_at <= now:
+                due.append(DueTrigger(c.id, "start", c.start_at))
+            elif c.status in (Status.BOOKED, Status.LIVE, Status.PAUSED) and c.end_at <= now:
+                due.append(DueTrigger(c.id, "end", c.end_at))
+        return sorted(due, key=lambda d: d.due_at)[:limit]
+
     async def add_outbox(self, messages: Sequence[OutboxMessage]) -> None:
         self.staged.outbox.extend(messages)
+
+    async def add_notifications(
+        self, requests: Sequence[NotificationRequest]
+    ) -> list[NotificationRequest]:
+        new = []
+        for n in requests:
+            k = (n.cause_id, n.recipient, n.kind)
+            if k not in self.store.notifications and k not in self.staged.notifications:
+                self.staged.notifications[k] = n
+                new.append(n)
+        return new

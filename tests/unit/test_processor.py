@@ -93,7 +93,7 @@ async def test_same_message_twice_is_processed_once() -> None:
         [record(PRODUCT, "campaign.catalog"), record(c), record(c, offset=1)]
     )
     await processor(store).process([record(c, offset=2)])
-    assert types(store) == ["campaign.status_changed"]
+    assert types(store) == ["campaign.status_changed", "campaign.serving_changed"]
     assert store.campaigns[uuid.UUID(cid)].version == 1
 
 
@@ -153,4 +153,4 @@ async def test_catalog_facts_in_the_same_batch_apply_before_commands() -> None:
     store = Store()
     cid = str(uuid.uuid4())
     await processor(store).process([record(create(cid)), record(PRODUCT, "campaign.catalog")])
-    assert types(store) == ["campaign.status_changed"]
+    assert types(store) == ["campaign.status_changed", "campaign.serving_changed"]

@@ -137,3 +137,45 @@ def test_catalog_messages_are_not_campaign_scoped() -> None:
     )
     assert isinstance(item, Inbound) and isinstance(item.payload, UpsertAdProduct)
     assert item.campaign_id is None
+
+
+def test_local_start_and_end_are_converted_once_in_the_campaign_time_zone() -> None:
+    data = {k: v for k, v in CREATE.items() if k not in ("start_at", "end_at")}
+    data |= {
+        "start_local": "2026-03-29T03:30:00",
+        "end_local": "2026-10-25T02:30:00",
+        "timezone": "Europe/Berlin",
+    }
+    item = run(envelope("campaign.create", data))
+    assert isinstance(item, Inbound) and isinstance(item.payload, cmd.CreateCampaign)
+    assert item.payload.start_at.isoformat() == "2026-03-29T01:30:00+00:00"
+    assert item.payload.end_at.isoformat() == "2026-10-25T00:30:00+00:00"
+
+
+def test_local_time_in_the_dst_gap_is_refused_and_local_without_zone_is_malformed() -> None:
+    data = {k: v for k, v in CREATE.items() if k != "start_at"}
+    gap = run(
+        envelope(
+            "campaign.create",
+            data | {"start_local": "2026-03-29T02:30:00", "timezone": "Europe/Berlin"},
+        )
+    )
+    assert isinstance(gap, Inbound) and gap.refusal is not None
+    assert gap.refusal.code is RefusalCode.VALIDATION_FAILED
+    no_zone = run(envelope("campaign.create", data | {"start_local": "2026-03-29T03:30:00"}))
+    assert isinstance(no_zone, Undecodable) and no_zone.code == "invalid_data"
+    both = run(
+        envelope(
+            "campaign.create",
+            CREATE | {"start_local": "2026-03-29T03:30:00", "timezone": "Europe/Berlin"},
+        )
+    )
+    assert isinstance(both, Undecodable)
+
+
+def test_update_with_local_end_converts_it() -> None:
+    item = run(
+        envelope("campaign.update", {"end_local": "2030-01-01T00:00:00", "timezone": "Asia/Tokyo"})
+    )
+    assert isinstance(item, Inbound) and isinstance(item.payload, cmd.UpdateCampaign)
+    assert item.payload.changes["end_at"].isoformat() == "2029-12-31T15:00:00+00:00"

@@ -77,6 +77,96 @@ class Metrics:
             registry=r,
         )
 
+        # Consumer lag of the worker's own group (adapters/lag.py; topic = contract name).
+        tp = ["topic", "partition"]
+        self.consumer_lag = Gauge(
+            "campaign_worker_consumer_lag_messages",
+            "Offset lag of the group: end offset - committed offset (log start if none).",
+            tp,
+            registry=r,
+        )
+        self.consumer_lag_seconds = Gauge(
+            "campaign_worker_consumer_lag_seconds",
+            "Age of the oldest unconsumed message: now - timestamp of the record at the "
+            "committed offset (0 when caught up, NaN when unreadable).",
+            tp,
+            registry=r,
+        )
+        self.consumer_committed_offset = Gauge(
+            "campaign_worker_consumer_committed_offset",
+            "Offset committed by the group (absent until it commits).",
+            tp,
+            registry=r,
+        )
+        self.consumer_end_offset = Gauge(
+            "campaign_worker_consumer_end_offset", "End offset (high watermark).", tp, registry=r
+        )
+        self.consumer_partition_status = Gauge(
+            "campaign_worker_consumer_partition_status",
+            "1 for the partition's current lag status (OK, WARN, REWIND, STALL, STOP, ERR).",
+            [*tp, "status"],
+            registry=r,
+        )
+        self.consumer_group_status = Gauge(
+            "campaign_worker_consumer_group_status",
+            "1 for the group's current lag status (its worst partition status).",
+            ["group", "status"],
+            registry=r,
+        )
+        self.consumer_group_status_code = Gauge(
+            "campaign_worker_consumer_group_status_code",
+            "The group's lag status by severity: 0 OK, 1 WARN, 2 REWIND, 3 STALL, 4 STOP, 5 ERR.",
+            ["group"],
+            registry=r,
+        )
+        self.consumer_group_members = Gauge(
+            "campaign_worker_consumer_group_members",
+            "Members of the consumer group at the last lag sample.",
+            ["group"],
+            registry=r,
+        )
+        self.lag_probe_runs = Counter(
+            "campaign_worker_lag_probe_runs_total",
+            "Consumer lag samples taken, by result (ok, error).",
+            ["result"],
+            registry=r,
+        )
+
+        self.schedule_lateness = Histogram(
+            "campaign_worker_schedule_lateness_seconds",
+            "How late a time-driven transition was applied after its start or end time.",
+            ["trigger"],
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 86400),
+            registry=r,
+        )
+        self.scheduler_ticks = Counter(
+            "campaign_worker_scheduler_ticks_total",
+            "Scheduler ticks by outcome (ok, failed).",
+            ["outcome"],
+            registry=r,
+        )
+
+        # Notifications (service/notifications.py, adapters/notifier.py).
+        self.notifications = Counter(
+            "campaign_worker_notifications_total",
+            "Notifications by kind and outcome: requested, sent, failed (permanent error or "
+            "attempts exhausted), retried (transient error, tried again later).",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.notification_send_seconds = Histogram(
+            "campaign_worker_notification_send_seconds",
+            "Duration of one SMTP send attempt, by result (sent, transient, permanent).",
+            ["result"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.notifier_failures = Counter(
+            "campaign_worker_notifier_failures_total",
+            "Notifier rounds that failed on the database (the rows stay pending).",
+            registry=r,
+        )
+
     # ProcessingObserver
     def batch_committed(
         self,
@@ -86,6 +176,7 @@ class Metrics:
         seconds: float,
     ) -> None:
         self.batch_seconds.observe(seconds)
+        self.batch_size.observe(ctx.size)
         for (topic, type_, outcome), n in ctx.outcomes.items():
             self.messages.labels(topic, type_, outcome).inc(n)
         for d in duplicates:
@@ -97,6 +188,10 @@ class Metrics:
             self.transitions.labels(src, dst).inc(n)
         for code, n in ctx.refusals.items():
             self.refusals.labels(code).inc(n)
+        for trigger, seconds in ctx.lateness:
+            self.schedule_lateness.labels(trigger).observe(seconds)
+        for note in ctx.notifications:
+            self.notifications.labels(note.kind, "requested").inc()
 
     def batch_failed(self, error: BaseException, transient: bool) -> None:
         self.batch_failures.labels("transient" if transient else "error").inc()

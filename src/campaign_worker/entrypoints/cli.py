@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from campaign_worker.config import Settings
+from campaign_worker.entrypoints import cli_ops
 from campaign_worker.logs import setup_logging
 
 log = logging.getLogger("campaign_worker")
@@ -231,6 +232,33 @@ def cmd_campaign_show(args: argparse.Namespace) -> int:
     ):
         if c.get(name) is not None:
             print(f"  {name:<17}{c[name]}")
+    sv = report["serving"]
+    print(f"\nServing: {'yes' if sv['serving'] else 'no'} ({sv['display_status']})")
+    for reason in sv["why_not_serving"]:
+        print(f"  - {reason}")
+    if sv["suspension_reason"]:
+        print(f"  suspended because: {sv['suspension_reason']}")
+    if report["creatives"]:
+        print("\nCreatives:")
+        for cr in report["creatives"]:
+            gone = " (deleted)" if cr["deleted"] else ""
+            print(f"  {cr['id']:<24} {cr['status']:<13} {cr['ad_unit_id']:<16} {cr['name']}{gone}")
+    if report["ledger"]:
+        print("\nLedger (every money movement):")
+        for e in report["ledger"]:
+            note = "" if e["billable"] else f" (not billable: {e['reason']})"
+            print(
+                f"  {e['at']!s:<32} {e['kind']:<8} {e['amount']:>14} {e['currency']} "
+                f"{e['ref']}{note}  <- {e['message_id']}"
+            )
+    for r in report["refunds"]:
+        if r["status"] != "succeeded":
+            print(
+                f"  refund {r['refund_id']}: {r['status']} {r['amount']}"
+                f" ({r.get('last_error') or 'awaiting confirmation'})"
+            )
+    if report["statement"]:
+        _print_statement(report["statement"])
     print("\nHistory (oldest first):")
     print(f"  {'ver':>3}  {'when':<32} {'who':<24} {'what':<40} caused by")
     for h in report["history"]:
@@ -239,8 +267,15 @@ def cmd_campaign_show(args: argparse.Namespace) -> int:
             what = f"{h['from_status']} -> {h['to_status']} ({h['trigger']})"
         elif h["kind"] == "created":
             what = f"created as {h['to_status']}"
+        elif h["kind"] == "updated":
+            what = "updated " + ", ".join(sorted(h["details"].get("changes", {})))
+        elif h["kind"] == "creative":
+            what = f"creative {h['details'].get('creative_id')}: {h['details'].get('status')}"
+        elif h["kind"] == "holds_changed":
+            d = h["details"]
+            what = f"holds +{d.get('added')} -{d.get('removed')}"
         else:
-            what = "updated " + ", ".join(sorted(h["details"].get("changes", {}))) or "updated"
+            what = h["kind"]
         print(
             f"  {h['version']:>3}  {h['occurred_at']!s:<32} {who:<24} {what:<40} "
             f"{h['message_type']} {h['message_id']}"
@@ -275,6 +310,34 @@ def default_dev_dir() -> str:
     if os.geteuid() == 0:
         return "/var/tmp/campaign-worker/dev"
     return os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "campaign-worker", "dev")
+
+
+def _print_statement(st: dict[str, Any]) -> None:
+    print(f"\nStatement {st['statement_id']} ({st['billing_type']}, tax rate {st['tax_rate']}):")
+    for label, key in (
+        ("Booked amount", "booked"),
+        ("Spent amount", "spent"),
+        ("Penalty", "penalty"),
+        ("Tax", "tax"),
+        ("Refund amount", "refund"),
+        ("Final settlement", "final"),
+    ):
+        money = st[key]
+        print(f"  {label:<18}{money['amount']:>14} {money['currency']}")
+
+
+def cmd_campaign_statement(args: argparse.Namespace) -> int:
+    from campaign_worker.adapters.db.queries import campaign_report
+
+    report = asyncio.run(campaign_report(Settings(), args.campaign_id))
+    if report is None or report["statement"] is None:
+        print(f"no statement for campaign {args.campaign_id}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report["statement"], indent=2))
+    else:
+        _print_statement(report["statement"])
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -312,9 +375,14 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("campaign_id")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_campaign_show)
+    st = camp_sub.add_parser("statement", help="the settlement statement of one campaign")
+    st.add_argument("campaign_id")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_campaign_statement)
     docs = sub.add_parser("docs", help="rewrite generated README parts (state diagram)")
     docs.add_argument("--write", default="README.md")
     docs.set_defaults(func=cmd_docs)
+    cli_ops.register(sub)
     return parser
 
 

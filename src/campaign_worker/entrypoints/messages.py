@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NaiveDatetime,
     StringConstraints,
     model_validator,
 )
@@ -111,12 +112,28 @@ class CampaignCreate(Wire):
     ad_product_id: Identifier = Field(examples=["prod-banner"])
     budget: MoneyIn
     billing_type: Literal["card", "manual"]
-    start_at: AwareDatetime = Field(description="RFC 3339 instant.")
-    end_at: AwareDatetime = Field(description="RFC 3339 instant, after start_at.")
+    start_at: AwareDatetime | None = Field(
+        None, description="RFC 3339 instant (or give start_local with timezone)."
+    )
+    end_at: AwareDatetime | None = Field(
+        None, description="RFC 3339 instant, after start_at (or give end_local with timezone)."
+    )
+    start_local: NaiveDatetime | None = Field(
+        None,
+        description="Local wall-clock start in `timezone`, converted once to an instant; a time "
+        "in a spring-forward gap is refused, an ambiguous one means its first occurrence.",
+        examples=["2026-03-29T03:30:00"],
+    )
+    end_local: NaiveDatetime | None = Field(None, description="Local wall-clock end.")
     targeting: TargetingIn = Field(default_factory=TargetingIn)
     frequency_cap: FrequencyCapIn | None = None
     contact: ContactIn
     timezone: str | None = Field(None, max_length=64, examples=["Europe/Berlin"])
+
+    @model_validator(mode="after")
+    def _one_form_per_time(self) -> CampaignCreate:
+        _check_time_forms(self, required=True)
+        return self
 
 
 class CampaignUpdate(Wire):
@@ -129,6 +146,8 @@ class CampaignUpdate(Wire):
     billing_type: Literal["card", "manual"] | None = None
     start_at: AwareDatetime | None = None
     end_at: AwareDatetime | None = None
+    start_local: NaiveDatetime | None = None
+    end_local: NaiveDatetime | None = None
     targeting: TargetingIn | None = None
     frequency_cap: FrequencyCapIn | None = None
     contact: ContactIn | None = None
@@ -138,7 +157,19 @@ class CampaignUpdate(Wire):
     def _something(self) -> CampaignUpdate:
         if not self.model_fields_set:
             raise ValueError("campaign.update needs at least one field")
+        _check_time_forms(self, required=False)
         return self
+
+
+def _check_time_forms(m: CampaignCreate | CampaignUpdate, *, required: bool) -> None:
+    for name in ("start", "end"):
+        instant, local = getattr(m, f"{name}_at"), getattr(m, f"{name}_local")
+        if instant is not None and local is not None:
+            raise ValueError(f"give {name}_at or {name}_local, not both")
+        if required and instant is None and local is None:
+            raise ValueError(f"{name}_at (or {name}_local with timezone) is required")
+        if local is not None and not m.timezone:
+            raise ValueError(f"{name}_local needs timezone in the same message")
 
 
 class Empty(Wire):
@@ -158,13 +189,139 @@ class CampaignCancel(Wire):
     penalty: MoneyIn | None = None
 
 
+class CampaignDuplicate(Wire):
+    """`campaign.duplicate`: copy the subject campaign into a new DRAFT (spec §9)."""
+
+    new_campaign_id: UUID = Field(description="Id of the new campaign.")
+
+
+class CreativeContentIn(Wire):
+    file_url: str = Field(max_length=2000, examples=["https://cdn.example.com/banner.png"])
+    destination_url: str = Field(max_length=2000, examples=["https://shop.example.com/sale"])
+    text: str = Field(max_length=5000, examples=["50% off this week"])
+
+
+class CreativeContentPatch(Wire):
+    file_url: str | None = Field(None, max_length=2000)
+    destination_url: str | None = Field(None, max_length=2000)
+    text: str | None = Field(None, max_length=5000)
+
+
+class CreativeCreate(Wire):
+    """`creative.create`: register a creative (UNDER_REVIEW)."""
+
+    creative_id: Identifier
+    name: str = Field(max_length=1000)
+    ad_unit_id: Identifier
+    content: CreativeContentIn
+
+
+class CreativeUpdate(Wire):
+    """`creative.update`: a content change (file, URL, text, ad unit) sends it back to
+    review; a name-only change applies at once."""
+
+    creative_id: Identifier
+    name: str | None = Field(None, max_length=1000)
+    ad_unit_id: Identifier | None = None
+    content: CreativeContentPatch | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> CreativeUpdate:
+        if not (self.model_fields_set - {"creative_id"}):
+            raise ValueError("creative.update needs name, ad_unit_id or content")
+        return self
+
+
+class CreativeRef(Wire):
+    """`creative.delete` / `creative.pause` / `creative.resume` / `review.creative_approved`."""
+
+    creative_id: Identifier
+
+
 # ---------------------------------------------------------------- campaign.reviews
+
+
+class CreativeRejected(Wire):
+    """`review.creative_rejected`: the reason is required."""
+
+    creative_id: Identifier
+    reason: str = Field(max_length=2000)
+
+
+class CampaignSuspended(Wire):
+    """`review.campaign_suspended`: a policy hold, with its reason."""
+
+    reason: str = Field(max_length=2000)
+
+
+class LandingPageStatus(Wire):
+    """`review.landing_page_status`: the landing-page check's result."""
+
+    available: bool
 
 
 class CampaignRejected(Wire):
     """`review.campaign_rejected`: the reason is required."""
 
     reason: str = Field(max_length=2000)
+
+
+# ---------------------------------------------------------------- campaign.payments
+
+
+class ChargeSucceeded(Wire):
+    """`payment.charge_succeeded`."""
+
+    charge_id: Identifier
+    amount: MoneyIn
+
+
+class ChargeFailed(Wire):
+    """`payment.charge_failed`."""
+
+    charge_id: Identifier
+    reason: str = Field(max_length=2000)
+
+
+class RefundSucceeded(Wire):
+    """`payment.refund_succeeded`."""
+
+    refund_id: Identifier
+    amount: MoneyIn | None = None
+
+
+class RefundFailed(Wire):
+    """`payment.refund_failed`: the refund stays visible and can be retried."""
+
+    refund_id: Identifier
+    reason: str = Field(max_length=2000)
+
+
+class RefundRetry(Wire):
+    """`refund.retry` (publisher): request a failed refund again."""
+
+    refund_id: Identifier
+
+
+# ---------------------------------------------------------------- campaign.delivery
+
+
+class DeliveryReported(Wire):
+    """`delivery.reported`: what the ad server delivered in a period (idempotent by id)."""
+
+    period_start: AwareDatetime
+    period_end: AwareDatetime
+    impressions: int = Field(ge=0)
+    clicks: int = Field(ge=0)
+    spend: MoneyIn
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DeliveryReported:
+        if self.period_end < self.period_start:
+            raise ValueError("period_end is before period_start")
+        if self.clicks > self.impressions:
+            raise ValueError("more clicks than impressions")
+        return self
 
 
 # ---------------------------------------------------------------- campaign.schedule
@@ -195,6 +352,19 @@ class AdProductDeleted(Wire):
     ad_product_id: Identifier
 
 
+class CategoryUpserted(Wire):
+    """`catalog.category_upserted`: a targeting category or group, active or deactivated."""
+
+    category_id: Identifier
+    active: bool
+
+
+class CategoryDeleted(Wire):
+    """`catalog.category_deleted`."""
+
+    category_id: Identifier
+
+
 # ---------------------------------------------------------------- registry
 
 
@@ -219,8 +389,27 @@ INBOUND_TYPES: dict[str, InboundType] = {
         InboundType(type="campaign.resume", topic=topics.COMMANDS, data=Empty),
         InboundType(type="campaign.extend_end", topic=topics.COMMANDS, data=CampaignExtendEnd),
         InboundType(type="campaign.cancel", topic=topics.COMMANDS, data=CampaignCancel),
+        InboundType(type="campaign.duplicate", topic=topics.COMMANDS, data=CampaignDuplicate),
+        InboundType(type="creative.create", topic=topics.COMMANDS, data=CreativeCreate),
+        InboundType(type="creative.update", topic=topics.COMMANDS, data=CreativeUpdate),
+        InboundType(type="creative.delete", topic=topics.COMMANDS, data=CreativeRef),
+        InboundType(type="creative.pause", topic=topics.COMMANDS, data=CreativeRef),
+        InboundType(type="creative.resume", topic=topics.COMMANDS, data=CreativeRef),
+        InboundType(type="review.creative_approved", topic=topics.REVIEWS, data=CreativeRef),
+        InboundType(type="review.creative_rejected", topic=topics.REVIEWS, data=CreativeRejected),
+        InboundType(type="review.campaign_suspended", topic=topics.REVIEWS, data=CampaignSuspended),
+        InboundType(type="review.campaign_reinstated", topic=topics.REVIEWS, data=Empty),
+        InboundType(
+            type="review.landing_page_status", topic=topics.REVIEWS, data=LandingPageStatus
+        ),
         InboundType(type="review.campaign_approved", topic=topics.REVIEWS, data=Empty),
         InboundType(type="review.campaign_rejected", topic=topics.REVIEWS, data=CampaignRejected),
+        InboundType(type="refund.retry", topic=topics.COMMANDS, data=RefundRetry),
+        InboundType(type="payment.charge_succeeded", topic=topics.PAYMENTS, data=ChargeSucceeded),
+        InboundType(type="payment.charge_failed", topic=topics.PAYMENTS, data=ChargeFailed),
+        InboundType(type="payment.refund_succeeded", topic=topics.PAYMENTS, data=RefundSucceeded),
+        InboundType(type="payment.refund_failed", topic=topics.PAYMENTS, data=RefundFailed),
+        InboundType(type="delivery.reported", topic=topics.DELIVERY, data=DeliveryReported),
         InboundType(type="schedule.start_due", topic=topics.SCHEDULE, data=ScheduleDue),
         InboundType(type="schedule.end_due", topic=topics.SCHEDULE, data=ScheduleDue),
         InboundType(
@@ -233,6 +422,18 @@ INBOUND_TYPES: dict[str, InboundType] = {
             type="catalog.ad_product_deleted",
             topic=topics.CATALOG,
             data=AdProductDeleted,
+            campaign_scoped=False,
+        ),
+        InboundType(
+            type="catalog.category_upserted",
+            topic=topics.CATALOG,
+            data=CategoryUpserted,
+            campaign_scoped=False,
+        ),
+        InboundType(
+            type="catalog.category_deleted",
+            topic=topics.CATALOG,
+            data=CategoryDeleted,
             campaign_scoped=False,
         ),
     )

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from campaign_worker.domain import commands as cmd
+from campaign_worker.domain import creatives as cr
+from campaign_worker.domain.duplication import CategoryState
 from campaign_worker.domain.errors import Refusal
 from campaign_worker.domain.model import (
     Actor,
@@ -23,6 +26,8 @@ from campaign_worker.domain.model import (
     Targeting,
 )
 from campaign_worker.domain.money import Money
+from campaign_worker.domain.serving import HoldSignal, landing_page_signal
+from campaign_worker.domain.timezones import local_to_instant
 from campaign_worker.entrypoints import messages as m
 from campaign_worker.service.inbound import (
     DeleteAdProduct,
@@ -32,6 +37,8 @@ from campaign_worker.service.inbound import (
     Undecodable,
     UpsertAdProduct,
 )
+from campaign_worker.service.money import ChargeResult, RefundResult, ReportDelivery, RetryRefund
+from campaign_worker.service.parts import ApplyHoldSignal, DuplicateCampaign, UpsertCategory
 
 
 class _Refused(Exception):
@@ -58,6 +65,18 @@ def _contact(value: m.ContactIn) -> Contact:
     return Contact(name=value.name, email=value.email)
 
 
+def _instant(data: m.CampaignCreate | m.CampaignUpdate, name: str) -> datetime | None:
+    """`<name>_at`, or `<name>_local` converted in the message's time zone (DST-safe)."""
+    local = getattr(data, f"{name}_local")
+    if local is None:
+        return getattr(data, f"{name}_at")  # type: ignore[no-any-return]
+    assert data.timezone is not None  # the message model requires it with a local time
+    try:
+        return local_to_instant(f"{name}_local", local, data.timezone)
+    except Refusal as refusal:
+        raise _Refused(refusal) from None
+
+
 def _update_changes(data: m.CampaignUpdate) -> dict[str, object]:
     converters: dict[str, Callable[[Any], object]] = {
         "budget": _money,
@@ -68,6 +87,9 @@ def _update_changes(data: m.CampaignUpdate) -> dict[str, object]:
     }
     changes: dict[str, object] = {}
     for name in data.model_fields_set:
+        if name in ("start_local", "end_local", "start_at", "end_at"):
+            changes[name[: name.index("_")] + "_at"] = _instant(data, name[: name.index("_")])
+            continue
         value = getattr(data, name)
         convert = converters.get(name)
         changes[name] = convert(value) if convert is not None and value is not None else value
@@ -87,8 +109,8 @@ def build_command(type_: str, event: m.CloudEvent, data: BaseModel) -> object:
                 ad_product_id=data.ad_product_id,
                 budget=_money(data.budget),
                 billing_type=BillingType(data.billing_type),
-                start_at=data.start_at,
-                end_at=data.end_at,
+                start_at=_instant(data, "start"),  # type: ignore[arg-type]
+                end_at=_instant(data, "end"),  # type: ignore[arg-type]
                 targeting=_targeting(data.targeting),
                 frequency_cap=_cap(data.frequency_cap),
                 contact=_contact(data.contact),
@@ -131,6 +153,73 @@ def build_command(type_: str, event: m.CloudEvent, data: BaseModel) -> object:
             )
         case "catalog.ad_product_deleted", m.AdProductDeleted():
             return DeleteAdProduct(data.ad_product_id)
+        case "catalog.category_upserted", m.CategoryUpserted():
+            state = CategoryState.ACTIVE if data.active else CategoryState.DEACTIVATED
+            return UpsertCategory(data.category_id, state)
+        case "catalog.category_deleted", m.CategoryDeleted():
+            return UpsertCategory(data.category_id, CategoryState.DELETED)
+        case "campaign.duplicate", m.CampaignDuplicate():
+            return DuplicateCampaign(data.new_campaign_id)
+        case "creative.create", m.CreativeCreate():
+            return cr.CreateCreative(
+                campaign_id=cid,  # type: ignore[arg-type]
+                creative_id=data.creative_id,
+                name=data.name,
+                ad_unit_id=data.ad_unit_id,
+                content=cr.CreativeContent(**data.content.model_dump()),
+            )
+        case "creative.update", m.CreativeUpdate():
+            changes: dict[str, object] = {}
+            if "name" in data.model_fields_set:
+                changes["name"] = data.name
+            if "ad_unit_id" in data.model_fields_set:
+                changes["ad_unit_id"] = data.ad_unit_id
+            if data.content is not None:
+                changes["content"] = data.content.model_dump(exclude_unset=True)
+            return cr.UpdateCreative(
+                campaign_id=cid,
+                creative_id=data.creative_id,
+                changes=changes,  # type: ignore[arg-type]
+            )
+        case "creative.delete", m.CreativeRef():
+            return cr.DeleteCreative(campaign_id=cid, creative_id=data.creative_id)  # type: ignore[arg-type]
+        case "creative.pause", m.CreativeRef():
+            return cr.PauseCreative(campaign_id=cid, creative_id=data.creative_id)  # type: ignore[arg-type]
+        case "creative.resume", m.CreativeRef():
+            return cr.ResumeCreative(campaign_id=cid, creative_id=data.creative_id)  # type: ignore[arg-type]
+        case "review.creative_approved", m.CreativeRef():
+            return cr.ApproveCreative(campaign_id=cid, creative_id=data.creative_id)  # type: ignore[arg-type]
+        case "review.creative_rejected", m.CreativeRejected():
+            return cr.RejectCreative(
+                campaign_id=cid,
+                creative_id=data.creative_id,
+                reason=data.reason,  # type: ignore[arg-type]
+            )
+        case "payment.charge_succeeded", m.ChargeSucceeded():
+            return ChargeResult(data.charge_id, True, amount=_money(data.amount))
+        case "payment.charge_failed", m.ChargeFailed():
+            return ChargeResult(data.charge_id, False, reason=data.reason)
+        case "payment.refund_succeeded", m.RefundSucceeded():
+            amount = _money(data.amount) if data.amount else None
+            return RefundResult(data.refund_id, True, amount=amount)
+        case "payment.refund_failed", m.RefundFailed():
+            return RefundResult(data.refund_id, False, reason=data.reason)
+        case "refund.retry", m.RefundRetry():
+            return RetryRefund(data.refund_id)
+        case "delivery.reported", m.DeliveryReported():
+            return ReportDelivery(
+                period_start=data.period_start,
+                period_end=data.period_end,
+                impressions=data.impressions,
+                clicks=data.clicks,
+                spend=_money(data.spend),
+            )
+        case "review.campaign_suspended", m.CampaignSuspended():
+            return ApplyHoldSignal(HoldSignal.SUSPENDED, data.reason)
+        case "review.campaign_reinstated", _:
+            return ApplyHoldSignal(HoldSignal.REINSTATED)
+        case "review.landing_page_status", m.LandingPageStatus():
+            return ApplyHoldSignal(landing_page_signal(data.available))
     raise AssertionError(f"no command builder for {type_}")  # registry and builder disagree
 
 

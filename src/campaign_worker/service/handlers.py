@@ -14,9 +14,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from campaign_worker import topics
 from campaign_worker.domain import commands as cmd
+from campaign_worker.domain.creatives import Creative
+from campaign_worker.domain.duplication import CategoryState
 from campaign_worker.domain.errors import Refusal
 from campaign_worker.domain.events import (
     CampaignCreated,
@@ -24,11 +27,14 @@ from campaign_worker.domain.events import (
     CampaignUpdated,
     Event,
 )
-from campaign_worker.domain.lifecycle import decide, display_status, evolve
-from campaign_worker.domain.model import AdProduct, Campaign
+from campaign_worker.domain.lifecycle import decide, evolve
+from campaign_worker.domain.model import AdProduct, Campaign, Status
+from campaign_worker.domain.serving import Hold, Verdict, serving_verdict, verdict_changed
+from campaign_worker.domain.settlement import DEFAULT_RULES, Account, MoneyRules, Statement
 from campaign_worker.service.inbound import DeleteAdProduct, Inbound, UpsertAdProduct
+from campaign_worker.service.notifications import notify_status_change
 from campaign_worker.service.outgoing import OutboxMessage, event, to_wire
-from campaign_worker.service.unit_of_work import HistoryEntry
+from campaign_worker.service.unit_of_work import HistoryEntry, LedgerRow, NotificationRequest
 
 
 @dataclass
@@ -45,6 +51,68 @@ class BatchContext:
     outcomes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     transitions: Counter[tuple[str, str]] = field(default_factory=Counter)
     refusals: Counter[str] = field(default_factory=Counter)
+    lateness: list[tuple[str, float]] = field(default_factory=list)  # (trigger, seconds)
+    size: int = 0  # records in the batch, duplicates and dead letters included
+    notifications: list[NotificationRequest] = field(default_factory=list)  # notify() appends
+    # creatives (tombstones included) and stored holds of the campaigns in `campaigns`
+    creatives: dict[UUID, dict[str, Creative]] = field(default_factory=dict)
+    holds: dict[UUID, frozenset[Hold]] = field(default_factory=dict)
+    suspension_reasons: dict[UUID, str | None] = field(default_factory=dict)
+    categories: dict[str, CategoryState] = field(default_factory=dict)
+    changed_creatives: dict[tuple[UUID, str], Creative] = field(default_factory=dict)
+    changed_holds: set[UUID] = field(default_factory=set)
+    changed_categories: dict[str, CategoryState] = field(default_factory=dict)
+    # the serving verdict last published per campaign, and the campaigns the current message
+    # touches (see track / flush_serving)
+    verdicts: dict[UUID, Verdict | None] = field(default_factory=dict)
+    tracked: set[UUID] = field(default_factory=set)
+    # money (service/money.py): accounts of campaigns where money moved, what to write
+    accounts: dict[UUID, Account] = field(default_factory=dict)
+    changed_accounts: set[UUID] = field(default_factory=set)
+    ledger_rows: list[LedgerRow] = field(default_factory=list)
+    new_statements: list[Statement] = field(default_factory=list)
+    status_history: dict[UUID, list[tuple[datetime, Status]]] = field(default_factory=dict)
+    rules: MoneyRules = DEFAULT_RULES
+
+    def charge_confirmed(self, campaign_id: UUID) -> bool:
+        account = self.accounts.get(campaign_id)
+        return account is not None and account.charge_confirmed
+
+    def verdict(self, campaign_id: UUID) -> Verdict | None:
+        campaign = self.campaigns.get(campaign_id)
+        if campaign is None:
+            return None
+        return serving_verdict(
+            campaign,
+            self.creatives.get(campaign_id, {}).values(),
+            self.holds.get(campaign_id, frozenset()),
+            self.charge_confirmed(campaign_id),
+        )
+
+    def display(self, campaign: Campaign) -> str:
+        """The display status of spec §4 for `campaign` as it is now (holds, creatives and
+        payment included, e.g. Activating while a card charge is unconfirmed)."""
+        return serving_verdict(
+            campaign,
+            self.creatives.get(campaign.id, {}).values(),
+            self.holds.get(campaign.id, frozenset()),
+            self.charge_confirmed(campaign.id),
+        ).display_status
+
+    def track(self, campaign_id: UUID) -> None:
+        """Remember the verdict before the current message changes this campaign."""
+        if campaign_id not in self.verdicts:
+            self.verdicts[campaign_id] = self.verdict(campaign_id)
+        self.tracked.add(campaign_id)
+
+    def bump(self, campaign_id: UUID) -> Campaign:
+        """A change to the campaign's parts (creatives, holds) is a new campaign version."""
+        campaign = replace(
+            self.campaigns[campaign_id], version=self.campaigns[campaign_id].version + 1
+        )
+        self.campaigns[campaign_id] = campaign
+        self.changed_campaigns[campaign_id] = campaign
+        return campaign
 
     def emit(
         self,
@@ -66,6 +134,31 @@ class BatchContext:
                 correlation_id=item.correlation_id,
             )
         )
+
+
+def flush_serving(ctx: BatchContext, item: Inbound) -> None:
+    """One `campaign.serving_changed` per campaign whose verdict, hold set or display status
+    the message changed, with the full list of reasons (spec §4)."""
+    for cid in sorted(ctx.tracked):
+        after = ctx.verdict(cid)
+        if after is None:
+            continue
+        if verdict_changed(ctx.verdicts.get(cid), after):
+            ctx.verdicts[cid] = after
+            ctx.emit(
+                item,
+                "campaign.serving_changed",
+                {
+                    "campaign_id": str(cid),
+                    "serving": after.serving,
+                    "holds": [h.value for h in after.holds],
+                    "display_status": after.display_status,
+                    "reasons": list(after.reasons),
+                    "version": ctx.campaigns[cid].version,
+                },
+                subject=str(cid),
+            )
+    ctx.tracked.clear()
 
 
 def _subject(item: Inbound) -> str | None:
@@ -92,7 +185,33 @@ def refuse(ctx: BatchContext, item: Inbound, refusal: Refusal) -> None:
     )
 
 
-def _record(ctx: BatchContext, item: Inbound, after: Campaign, ev: Event) -> None:
+def schedule_view(c: Campaign) -> dict[str, Any]:
+    """Start and end as instants and, for a campaign with a time zone, as local times too."""
+    view: dict[str, Any] = {"start_at": c.start_at, "end_at": c.end_at, "timezone": c.timezone}
+    if c.timezone:
+        zone = ZoneInfo(c.timezone)
+        view["start_local"] = c.start_at.astimezone(zone).isoformat()
+        view["end_local"] = c.end_at.astimezone(zone).isoformat()
+    return view
+
+
+def _lateness(
+    ctx: BatchContext, item: Inbound, before: Campaign | None, ev: CampaignStatusChanged
+) -> dict[str, Any]:
+    """How late a time-driven transition was applied (spec §11), measured from the instant
+    it was due: the start for `start`, the end for `end` (also when a missed start closes
+    the campaign directly)."""
+    if before is None or not isinstance(item.payload, cmd.StartDue | cmd.EndDue):
+        return {}
+    due = before.start_at if ev.trigger.value == "start" else before.end_at
+    seconds = max(0.0, (ctx.now - due).total_seconds())
+    ctx.lateness.append((ev.trigger.value, seconds))
+    return {"due_at": to_wire(due), "lateness_seconds": round(seconds, 3)}
+
+
+def _record(
+    ctx: BatchContext, item: Inbound, before: Campaign | None, after: Campaign, ev: Event
+) -> None:
     common: dict[str, Any] = {
         "campaign_id": after.id,
         "version": after.version,
@@ -121,14 +240,15 @@ def _record(ctx: BatchContext, item: Inbound, after: Campaign, ev: Event) -> Non
                 "from": None,
                 "to": after.status.value,
                 "reason": "created",
-                "display_status": display_status(after),
+                "display_status": ctx.display(after),
                 "version": after.version,
                 "actor": _actor(item),
+                "schedule": to_wire(schedule_view(after)),
             },
         )
     elif isinstance(ev, CampaignStatusChanged):
         reason = ev.reason if ev.reason is not None else ev.trigger.value
-        details: dict[str, Any] = {"reason": ev.reason}
+        details: dict[str, Any] = {"reason": ev.reason, **_lateness(ctx, item, before, ev)}
         if ev.penalty is not None:
             details["penalty"] = to_wire(ev.penalty)
         ctx.history.append(
@@ -148,12 +268,16 @@ def _record(ctx: BatchContext, item: Inbound, after: Campaign, ev: Event) -> Non
             "to": ev.to_status.value,
             "reason": reason,
             "trigger": ev.trigger.value,
-            "display_status": display_status(after),
+            "display_status": ctx.display(after),
             "version": after.version,
             "actor": _actor(item),
         }
         if ev.penalty is not None:
             data["penalty"] = to_wire(ev.penalty)
+        if "lateness_seconds" in details:
+            data["due_at"] = details["due_at"]
+            data["lateness_seconds"] = details["lateness_seconds"]
+        data["schedule"] = to_wire(schedule_view(after))
         ctx.emit(item, "campaign.status_changed", data)
     elif isinstance(ev, CampaignUpdated):
         changed = sorted(ev.changes)
@@ -169,6 +293,7 @@ def _record(ctx: BatchContext, item: Inbound, after: Campaign, ev: Event) -> Non
                 "values": to_wire(dict(ev.changes)),
                 "version": after.version,
                 "actor": _actor(item),
+                "schedule": to_wire(schedule_view(after)),
             },
         )
 
@@ -180,17 +305,28 @@ def handle_lifecycle(ctx: BatchContext, item: Inbound) -> None:
         return
     assert item.campaign_id is not None
     campaign = ctx.campaigns.get(item.campaign_id)
+    ctx.track(item.campaign_id)
+    from campaign_worker.service import money  # money builds on this module
+
     try:
         events = decide(campaign, item.payload, item.actor, ctx.now, ctx.products)  # type: ignore[arg-type]
+        # the money side is decided before anything is applied: it may still refuse
+        after, money_events = campaign, []
+        for ev in events:
+            after = evolve(after, ev)
+            if isinstance(ev, CampaignStatusChanged):
+                money_events += money.status_money(ctx, after, ev)
     except Refusal as refusal:
         refuse(ctx, item, refusal)
         return
     for ev in events:
-        campaign = evolve(campaign, ev)
-        _record(ctx, item, campaign, ev)
+        before, campaign = campaign, evolve(campaign, ev)
+        _record(ctx, item, before, campaign, ev)
+        notify_status_change(ctx, item, before, campaign, ev)
     assert campaign is not None
     ctx.campaigns[campaign.id] = campaign
     ctx.changed_campaigns[campaign.id] = campaign
+    money.apply_money(ctx, item, campaign, money_events)
     ctx.outcomes[(item.source.topic, item.type, "applied")] += 1
 
 

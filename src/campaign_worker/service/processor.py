@@ -21,12 +21,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from campaign_worker.service.handlers import HANDLERS, BatchContext, products_needed
-from campaign_worker.service.inbound import Inbound, Item, Undecodable
+from campaign_worker import topics
+from campaign_worker.domain.commands import EndDue, StartDue
+from campaign_worker.domain.model import Actor, Role
+from campaign_worker.domain.settlement import DEFAULT_RULES, MoneyRules
+from campaign_worker.service.handlers import BatchContext, flush_serving, products_needed
+from campaign_worker.service.inbound import Inbound, Item, Source, Undecodable, UpsertAdProduct
+from campaign_worker.service.money import needs_history
+from campaign_worker.service.notifications import notification_requested
 from campaign_worker.service.outgoing import dead_letter
+from campaign_worker.service.parts import new_campaign_ids
+from campaign_worker.service.routing import HANDLERS
 from campaign_worker.service.unit_of_work import (
     DeadLetterEntry,
+    DueTrigger,
     InboxEntry,
+    UnitOfWork,
     UnitOfWorkFactory,
 )
 
@@ -87,7 +97,9 @@ class Processor:
         observer: ProcessingObserver | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_commit: Callable[[], None] = lambda: None,
+        rules: MoneyRules = DEFAULT_RULES,
     ) -> None:
+        self._rules = rules
         self._uow_factory = uow_factory
         self._physical_topic = physical_topic
         self._is_transient = is_transient
@@ -100,6 +112,47 @@ class Processor:
         """Process one batch in one transaction. Raises on any failure (nothing committed)."""
         started = asyncio.get_running_loop().time()
         now = self._clock()
+        async with self._uow_factory() as uow:
+            ctx, stored, duplicates = await self._apply(uow, items, now)
+            await uow.commit()
+        self._committed(ctx, stored, duplicates, started)
+        return ctx
+
+    async def process_due(self, limit: int) -> int:
+        """The scheduler's tick: claim campaigns whose start or end is due (rows locked with
+        SKIP LOCKED, so replicas share the work and never take the same campaign), and apply
+        their transitions in the same transaction, as system commands. Each trigger's id is
+        derived from the campaign and the due instant, so the inbox makes it exactly once even
+        if a tick is retried. Returns how many campaigns were claimed."""
+        started = asyncio.get_running_loop().time()
+        now = self._clock()
+        async with self._uow_factory() as uow:
+            due = await uow.claim_due(now, limit)
+            if not due:
+                return 0
+            items = [scheduled_trigger(d) for d in due]
+            ctx, stored, duplicates = await self._apply(uow, items, now)
+            await uow.commit()
+        self._committed(ctx, stored, duplicates, started)
+        return len(due)
+
+    def _committed(
+        self,
+        ctx: BatchContext,
+        stored: Sequence[DeadLetterEntry],
+        duplicates: Sequence[Inbound],
+        started: float,
+    ) -> None:
+        self._observer.batch_committed(
+            ctx, stored, duplicates, asyncio.get_running_loop().time() - started
+        )
+        if ctx.outbox:
+            self._on_commit()
+
+    async def _apply(
+        self, uow: UnitOfWork, items: Sequence[Item], now: datetime
+    ) -> tuple[BatchContext, list[DeadLetterEntry], list[Inbound]]:
+        """Everything one batch does inside its transaction; the caller commits."""
         undecodable = [i for i in items if isinstance(i, Undecodable)]
         inbound: list[Inbound] = []
         seen: set[str] = set()
@@ -107,72 +160,99 @@ class Processor:
             if isinstance(i, Inbound) and i.message_id not in seen:
                 seen.add(i.message_id)
                 inbound.append(i)
-        async with self._uow_factory() as uow:
-            stored = await uow.add_dead_letters(
-                [
-                    DeadLetterEntry(
-                        source=u.source,
-                        physical_topic=self._physical_topic(u.source.topic),
-                        code=u.code,
-                        message=u.message,
-                        message_id=u.message_id,
-                        type=u.type,
-                    )
-                    for u in undecodable
-                ]
-            )
-            fresh_ids = await uow.claim_inbox(
-                [InboxEntry(message_id=i.message_id, type=i.type, source=i.source) for i in inbound]
-            )
-            fresh = [i for i in inbound if i.message_id in fresh_ids]
-            claimed: set[str] = set()
-            duplicates: list[Inbound] = []
-            for i in items:
-                if isinstance(i, Inbound):
-                    if i.message_id in fresh_ids and i.message_id not in claimed:
-                        claimed.add(i.message_id)
-                    else:
-                        duplicates.append(i)
-
-            campaigns = await uow.lock_campaigns(
-                i.campaign_id for i in fresh if i.campaign_id is not None
-            )
-            wanted_products: set[str] = set()
-            for i in fresh:
-                wanted_products |= products_needed(i, campaigns)
-            products = await uow.get_products(wanted_products)
-
-            ctx = BatchContext(now=now, campaigns=campaigns, products=products)
-            # Kafka orders nothing across topics; reference data that arrived in the same
-            # batch is applied before the commands that may consult it.
-            for i in sorted(fresh, key=lambda i: i.campaign_id is not None):
-                HANDLERS[i.type](ctx, i)
-            for d in stored:
-                ctx.outbox.append(
-                    dead_letter(
-                        physical_topic=d.physical_topic,
-                        partition=d.source.partition,
-                        offset=d.source.offset,
-                        key=d.source.key,
-                        value=d.source.value,
-                        headers=d.source.headers,
-                        code=d.code,
-                        message=d.message,
-                        now=now,
-                    )
+        stored = await uow.add_dead_letters(
+            [
+                DeadLetterEntry(
+                    source=u.source,
+                    physical_topic=self._physical_topic(u.source.topic),
+                    code=u.code,
+                    message=u.message,
+                    message_id=u.message_id,
+                    type=u.type,
                 )
-
-            await uow.save_products(list(ctx.changed_products.values()), now)
-            await uow.save_campaigns(list(ctx.changed_campaigns.values()), now)
-            await uow.add_history(ctx.history)
-            await uow.add_outbox(ctx.outbox)
-            await uow.commit()
-        self._observer.batch_committed(
-            ctx, stored, duplicates, asyncio.get_running_loop().time() - started
+                for u in undecodable
+            ]
         )
-        if ctx.outbox:
-            self._on_commit()
-        return ctx
+        fresh_ids = await uow.claim_inbox(
+            [InboxEntry(message_id=i.message_id, type=i.type, source=i.source) for i in inbound]
+        )
+        fresh = [i for i in inbound if i.message_id in fresh_ids]
+        claimed: set[str] = set()
+        duplicates: list[Inbound] = []
+        for i in items:
+            if isinstance(i, Inbound):
+                if i.message_id in fresh_ids and i.message_id not in claimed:
+                    claimed.add(i.message_id)
+                else:
+                    duplicates.append(i)
+
+        campaigns = await uow.lock_campaigns(
+            {i.campaign_id for i in fresh if i.campaign_id is not None}
+            | {n for i in fresh for n in new_campaign_ids(i)}
+        )
+        for i in fresh:  # a product's buyability is a hold on each of its open campaigns
+            if isinstance(i.payload, UpsertAdProduct):
+                campaigns.update(await uow.lock_campaigns_of_product(i.payload.product.id))
+        wanted_products: set[str] = set()
+        for i in fresh:
+            wanted_products |= products_needed(i, campaigns)
+        products = await uow.get_products(wanted_products)
+        extras = await uow.load_extras(campaigns)
+        categories = await uow.get_categories(
+            {t for c in campaigns.values() for t in (*c.targeting.categories, *c.targeting.groups)}
+        )
+
+        ctx = BatchContext(
+            now=now,
+            campaigns=campaigns,
+            products=products,
+            size=len(items),
+            creatives=extras.creatives,
+            holds=extras.holds,
+            suspension_reasons=extras.suspension_reasons,
+            categories=categories,
+            accounts=extras.accounts,
+            status_history=await uow.status_history(
+                {c for i in fresh if (c := needs_history(i)) is not None}
+            ),
+            rules=self._rules,
+        )
+        # Kafka orders nothing across topics; reference data that arrived in the same
+        # batch is applied before the commands that may consult it.
+        for i in sorted(fresh, key=lambda i: i.campaign_id is not None):
+            HANDLERS[i.type](ctx, i)
+            flush_serving(ctx, i)
+        for d in stored:
+            ctx.outbox.append(
+                dead_letter(
+                    physical_topic=d.physical_topic,
+                    partition=d.source.partition,
+                    offset=d.source.offset,
+                    key=d.source.key,
+                    value=d.source.value,
+                    headers=d.source.headers,
+                    code=d.code,
+                    message=d.message,
+                    now=now,
+                )
+            )
+
+        await uow.save_products(list(ctx.changed_products.values()), now)
+        await uow.save_campaigns(list(ctx.changed_campaigns.values()), now)
+        await uow.save_creatives(list(ctx.changed_creatives.values()), now)
+        await uow.save_holds(
+            {c: (ctx.holds[c], ctx.suspension_reasons.get(c)) for c in ctx.changed_holds}, now
+        )
+        await uow.save_categories(ctx.changed_categories, now)
+        await uow.save_accounts([ctx.accounts[c] for c in sorted(ctx.changed_accounts)], now)
+        await uow.add_ledger_rows(ctx.ledger_rows)
+        await uow.add_statements(ctx.new_statements, now)
+        await uow.add_history(ctx.history)
+        # notifications: a pending row each, and its `notification.requested` event
+        for n in await uow.add_notifications(ctx.notifications):
+            ctx.outbox.append(notification_requested(n, now))
+        await uow.add_outbox(ctx.outbox)
+        return ctx, stored, duplicates
 
     async def process_reliably(self, items: Sequence[Item], stopping: asyncio.Event) -> None:
         """Process until committed. Returns only once everything in `items` is durably
@@ -241,6 +321,28 @@ class Processor:
         except TimeoutError:
             return
         raise Stopping
+
+
+SCHEDULER = Actor(role=Role.SYSTEM, id="scheduler")
+
+
+def scheduled_trigger(due: DueTrigger) -> Inbound:
+    """A time trigger as the system command the scheduler applies."""
+    kind = "start" if due.kind == "start" else "end"
+    payload = (
+        StartDue(campaign_id=due.campaign_id, due_at=due.due_at)
+        if kind == "start"
+        else EndDue(campaign_id=due.campaign_id, due_at=due.due_at)
+    )
+    return Inbound(
+        message_id=f"schedule:{kind}:{due.campaign_id}:{due.due_at.isoformat()}",
+        type=f"schedule.{kind}_due",
+        source=Source(topics.SCHEDULE, -1, -1, str(due.campaign_id).encode(), b""),
+        actor=SCHEDULER,
+        correlation_id=None,
+        campaign_id=due.campaign_id,
+        payload=payload,
+    )
 
 
 def _as_processing_failure(item: Item, error: BaseException) -> Undecodable:

@@ -9,7 +9,12 @@ from datetime import datetime
 from typing import Any, Protocol, Self
 from uuid import UUID
 
-from campaign_worker.domain.model import AdProduct, Campaign
+from campaign_worker.domain.creatives import Creative
+from campaign_worker.domain.duplication import CategoryState
+from campaign_worker.domain.ledger import LedgerEntry
+from campaign_worker.domain.model import AdProduct, Campaign, Status
+from campaign_worker.domain.serving import Hold
+from campaign_worker.domain.settlement import Account, Statement
 from campaign_worker.service.inbound import Source
 from campaign_worker.service.outgoing import OutboxMessage
 
@@ -48,6 +53,50 @@ class HistoryEntry:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class DueTrigger:
+    campaign_id: UUID
+    kind: str  # "start" or "end"
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class NotificationRequest:
+    """One notification to send (spec §10): a pending row and a `notification.requested`
+    event, both written in the transaction of the change that caused it. `id` and
+    `message_id` are derived from (cause_id, recipient, kind), the row's unique key."""
+
+    id: UUID
+    cause_id: str  # id of the message that caused it
+    kind: str
+    recipient: str
+    subject: str
+    campaign_id: UUID
+    creative_id: str | None
+    template_data: Mapping[str, Any]
+    message_id: str  # RFC 5322 Message-ID, "<...@...>"
+    correlation_id: str | None
+    requested_at: datetime
+
+
+@dataclass(frozen=True)
+class CampaignExtras:
+    """What else a campaign's rules consult: its creatives (tombstones included) and its
+    stored holds (with the suspension reason)."""
+
+    creatives: dict[UUID, dict[str, Creative]]
+    holds: dict[UUID, frozenset[Hold]]
+    suspension_reasons: dict[UUID, str | None]
+    accounts: dict[UUID, Account] = field(default_factory=dict)  # only those with money moved
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    campaign_id: UUID
+    entry: LedgerEntry
+    message_id: str
+
+
 class UnitOfWork(Protocol):
     async def __aenter__(self) -> Self: ...
     async def __aexit__(self, *exc: object) -> None: ...
@@ -67,6 +116,42 @@ class UnitOfWork(Protocol):
     async def get_products(self, ids: Iterable[str]) -> dict[str, AdProduct]: ...
     async def save_products(self, products: Sequence[AdProduct], now: datetime) -> None: ...
     async def add_outbox(self, messages: Sequence[OutboxMessage]) -> None: ...
+
+    async def load_extras(self, campaign_ids: Iterable[UUID]) -> CampaignExtras: ...
+
+    async def lock_campaigns_of_product(self, product_id: str) -> dict[UUID, Campaign]:
+        """Lock the open (not CLOSED/CANCELLED) campaigns of one ad product."""
+
+    async def save_creatives(self, creatives: Sequence[Creative], now: datetime) -> None: ...
+
+    async def save_holds(
+        self, holds: Mapping[UUID, tuple[frozenset[Hold], str | None]], now: datetime
+    ) -> None: ...
+
+    async def get_categories(self, ids: Iterable[str]) -> dict[str, CategoryState]: ...
+
+    async def save_accounts(self, accounts: Sequence[Account], now: datetime) -> None: ...
+
+    async def add_ledger_rows(self, rows: Sequence[LedgerRow]) -> None: ...
+
+    async def add_statements(self, statements: Sequence[Statement], now: datetime) -> None: ...
+
+    async def status_history(
+        self, campaign_ids: Iterable[UUID]
+    ) -> dict[UUID, list[tuple[datetime, Status]]]:
+        """(when, status reached) per campaign, oldest first: the LIVE intervals for billing."""
+
+    async def save_categories(self, states: Mapping[str, CategoryState], now: datetime) -> None: ...
+
+    async def claim_due(self, now: datetime, limit: int) -> list[DueTrigger]:
+        """Lock (skipping rows other transactions hold) up to `limit` campaigns whose start
+        (BOOKED) or end (BOOKED, LIVE, PAUSED) is at or before `now`, earliest first."""
+
+    async def add_notifications(
+        self, requests: Sequence[NotificationRequest]
+    ) -> list[NotificationRequest]:
+        """Store notification requests as pending rows; return those not stored before
+        (unique per cause, recipient and kind)."""
 
 
 class UnitOfWorkFactory(Protocol):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     Identity,
@@ -132,4 +133,116 @@ ad_products = Table(
     Column("buyable", Boolean, nullable=False),
     Column("deleted", Boolean, nullable=False, server_default="false"),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# One row per notification (spec §10): unique per causing message, recipient and kind, so a
+# notification is requested once per event; written in the transaction of the change that
+# caused it, then sent by the notifier (adapters/notifier.py), which records the outcome.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),  # the contract's notification_id
+    Column("cause_id", Text, nullable=False),  # id of the message that caused it
+    Column("recipient", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("campaign_id", UUID(as_uuid=True), nullable=False),
+    Column("creative_id", Text, nullable=True),
+    Column("correlation_id", Text, nullable=True),
+    Column("message_id", Text, nullable=False),  # RFC 5322 Message-ID, the same on every try
+    Column("payload", JSONB, nullable=False),  # subject, to, template_data
+    Column("status", Text, nullable=False, server_default="pending"),  # pending, sent, failed
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint("status IN ('pending', 'sent', 'failed')", name="ck_notifications_status"),
+    UniqueConstraint("cause_id", "recipient", "kind", name="uq_notifications_cause"),
+    UniqueConstraint("message_id", name="uq_notifications_message_id"),
+)
+# The notifier's claims: due pending rows, earliest first.
+Index(
+    "ix_notifications_due",
+    notifications.c.next_attempt_at,
+    postgresql_where=notifications.c.status == "pending",
+)
+Index("ix_notifications_campaign", notifications.c.campaign_id)
+
+# Creatives of a campaign (spec §3). Deleted ones stay as tombstones (deleted = true).
+creatives = Table(
+    "creatives",
+    metadata,
+    Column("campaign_id", UUID(as_uuid=True), primary_key=True),
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("ad_unit_id", Text, nullable=False),
+    Column("content", JSONB, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("rejection_reason", Text, nullable=True),
+    Column("deleted", Boolean, nullable=False, server_default="false"),
+    Column("deleted_at", DateTime(timezone=True), nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Stored holds of a campaign (spec §4; `no_approved_creatives` is derived, never stored) and
+# the reason of a suspension.
+campaign_holds = Table(
+    "campaign_holds",
+    metadata,
+    Column("campaign_id", UUID(as_uuid=True), primary_key=True),
+    Column("holds", JSONB, nullable=False, server_default="[]"),
+    Column("suspension_reason", Text, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Targeting categories and groups as the catalog last described them (spec §9).
+catalog_categories = Table(
+    "catalog_categories",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("state", Text, nullable=False),  # active, deactivated, deleted
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+Index("ix_campaigns_product", campaigns.c.ad_product_id)
+
+# The money side of a campaign (spec §5-7): the account document (ledger, charges, refunds,
+# statement) is the state the rules work on ...
+campaign_accounts = Table(
+    "campaign_accounts",
+    metadata,
+    Column("campaign_id", UUID(as_uuid=True), primary_key=True),
+    Column("account", JSONB, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# ... and every money movement is also a row of its own, with the message that caused it, so
+# each number on a statement can be traced without reading documents.
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("campaign_id", UUID(as_uuid=True), nullable=False),
+    Column("kind", Text, nullable=False),  # charge, refund, spend, penalty
+    Column("amount", Numeric(20, 4), nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("ref", Text, nullable=False),
+    Column("billable", Boolean, nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("message_id", Text, nullable=False),
+)
+Index("ix_ledger_entries_campaign", ledger_entries.c.campaign_id, ledger_entries.c.id)
+
+# Exactly one statement per campaign (the unique campaign_id is the last line of defence).
+statements = Table(
+    "statements",
+    metadata,
+    Column("statement_id", Text, primary_key=True),
+    Column("campaign_id", UUID(as_uuid=True), nullable=False, unique=True),
+    Column("document", JSONB, nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
 )

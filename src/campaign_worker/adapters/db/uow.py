@@ -4,24 +4,34 @@ that a batch of messages costs a handful of round trips, not a handful per messa
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Self
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from campaign_worker.adapters.db.codec import dump, load_as
 from campaign_worker.adapters.db.tables import (
     ad_products,
+    campaign_accounts,
     campaign_history,
+    campaign_holds,
     campaigns,
+    catalog_categories,
+    creatives,
     dead_letters,
     inbox,
+    ledger_entries,
+    notifications,
     outbox,
+    statements,
 )
+from campaign_worker.domain.creatives import Creative, CreativeContent, CreativeStatus
+from campaign_worker.domain.duplication import CategoryState
 from campaign_worker.domain.model import (
     AdProduct,
     BillingType,
@@ -32,8 +42,20 @@ from campaign_worker.domain.model import (
     Targeting,
 )
 from campaign_worker.domain.money import Money
+from campaign_worker.domain.serving import Hold
+from campaign_worker.domain.settlement import Account, Statement
 from campaign_worker.service.outgoing import OutboxMessage
-from campaign_worker.service.unit_of_work import DeadLetterEntry, HistoryEntry, InboxEntry
+from campaign_worker.service.unit_of_work import (
+    CampaignExtras,
+    DeadLetterEntry,
+    DueTrigger,
+    HistoryEntry,
+    InboxEntry,
+    LedgerRow,
+    NotificationRequest,
+)
+
+END_DUE_STATUSES = (Status.BOOKED.value, Status.LIVE.value, Status.PAUSED.value)
 
 
 def encode_headers(headers: Iterable[tuple[str, bytes]]) -> list[list[str]]:
@@ -105,6 +127,21 @@ def row_to_campaign(r: Any) -> Campaign:
         rejection_reason=r.rejection_reason,
         cancel_reason=r.cancel_reason,
         penalty=_money(r.penalty_amount, r.currency) if r.penalty_amount is not None else None,
+    )
+
+
+def row_to_creative(r: Any) -> Creative:
+    return Creative(
+        id=r.id,
+        campaign_id=r.campaign_id,
+        name=r.name,
+        ad_unit_id=r.ad_unit_id,
+        content=CreativeContent(**r.content),
+        status=CreativeStatus(r.status),
+        rejection_reason=r.rejection_reason,
+        deleted=r.deleted,
+        deleted_at=r.deleted_at,
+        version=r.version,
     )
 
 
@@ -275,6 +312,212 @@ class SqlUnitOfWork:
             )
         )
 
+    async def load_extras(self, campaign_ids: Iterable[UUID]) -> CampaignExtras:
+        return await self.read_extras(self.conn, campaign_ids)
+
+    @staticmethod
+    async def read_extras(conn: AsyncConnection, campaign_ids: Iterable[UUID]) -> CampaignExtras:
+        wanted = sorted(set(campaign_ids))
+        extras = CampaignExtras(
+            creatives={cid: {} for cid in wanted},
+            holds=dict.fromkeys(wanted, frozenset()),
+            suspension_reasons=dict.fromkeys(wanted),
+        )
+        if not wanted:
+            return extras
+        for r in await conn.execute(select(creatives).where(creatives.c.campaign_id.in_(wanted))):
+            extras.creatives[r.campaign_id][r.id] = row_to_creative(r)
+        for r in await conn.execute(
+            select(campaign_holds).where(campaign_holds.c.campaign_id.in_(wanted))
+        ):
+            extras.holds[r.campaign_id] = frozenset(Hold(h) for h in r.holds)
+            extras.suspension_reasons[r.campaign_id] = r.suspension_reason
+        for r in await conn.execute(
+            select(campaign_accounts).where(campaign_accounts.c.campaign_id.in_(wanted))
+        ):
+            extras.accounts[r.campaign_id] = load_as(Account, r.account)
+        return extras
+
+    async def save_accounts(self, accounts: Sequence[Account], now: datetime) -> None:
+        if not accounts:
+            return
+        rows = [
+            {
+                "campaign_id": a.campaign_id,
+                "account": dump(a),
+                "version": a.version,
+                "updated_at": now,
+            }
+            for a in accounts
+        ]
+        stmt = insert(campaign_accounts).values(rows)
+        await self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[campaign_accounts.c.campaign_id],
+                set_={k: stmt.excluded[k] for k in ("account", "version", "updated_at")},
+            )
+        )
+
+    async def add_ledger_rows(self, rows: Sequence[LedgerRow]) -> None:
+        if not rows:
+            return
+        await self.conn.execute(
+            insert(ledger_entries),
+            [
+                {
+                    "campaign_id": r.campaign_id,
+                    "kind": r.entry.kind.value,
+                    "amount": r.entry.amount.amount,
+                    "currency": r.entry.amount.currency,
+                    "ref": r.entry.ref,
+                    "billable": r.entry.billable,
+                    "reason": r.entry.reason,
+                    "at": r.entry.at,
+                    "message_id": r.message_id,
+                }
+                for r in rows
+            ],
+        )
+
+    async def add_statements(self, items: Sequence[Statement], now: datetime) -> None:
+        if not items:
+            return
+        await self.conn.execute(
+            insert(statements),
+            [
+                {
+                    "statement_id": st.statement_id,
+                    "campaign_id": st.campaign_id,
+                    "document": dump(st),
+                    "issued_at": now,
+                }
+                for st in items
+            ],
+        )
+
+    async def status_history(
+        self, campaign_ids: Iterable[UUID]
+    ) -> dict[UUID, list[tuple[datetime, Status]]]:
+        wanted = sorted(set(campaign_ids))
+        result: dict[UUID, list[tuple[datetime, Status]]] = {cid: [] for cid in wanted}
+        if not wanted:
+            return result
+        h = campaign_history.c
+        rows = await self.conn.execute(
+            select(h.campaign_id, h.occurred_at, h.to_status)
+            .where(h.campaign_id.in_(wanted), h.to_status.is_not(None))
+            .order_by(h.campaign_id, h.version)
+        )
+        for r in rows:
+            result[r.campaign_id].append((r.occurred_at, Status(r.to_status)))
+        return result
+
+    async def lock_campaigns_of_product(self, product_id: str) -> dict[UUID, Campaign]:
+        stmt = (
+            select(campaigns)
+            .where(
+                campaigns.c.ad_product_id == product_id,
+                campaigns.c.status.not_in([Status.CLOSED.value, Status.CANCELLED.value]),
+            )
+            .order_by(campaigns.c.id)
+            .with_for_update()
+        )
+        return {r.id: row_to_campaign(r) for r in await self.conn.execute(stmt)}
+
+    async def save_creatives(self, items: Sequence[Creative], now: datetime) -> None:
+        if not items:
+            return
+        rows = [
+            {
+                "campaign_id": c.campaign_id,
+                "id": c.id,
+                "name": c.name,
+                "ad_unit_id": c.ad_unit_id,
+                "content": {
+                    "file_url": c.content.file_url,
+                    "destination_url": c.content.destination_url,
+                    "text": c.content.text,
+                },
+                "status": c.status.value,
+                "rejection_reason": c.rejection_reason,
+                "deleted": c.deleted,
+                "deleted_at": c.deleted_at,
+                "version": c.version,
+                "updated_at": now,
+            }
+            for c in items
+        ]
+        stmt = insert(creatives).values(rows)
+        await self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[creatives.c.campaign_id, creatives.c.id],
+                set_={k: stmt.excluded[k] for k in rows[0] if k not in ("campaign_id", "id")},
+            )
+        )
+
+    async def save_holds(
+        self, holds: Mapping[UUID, tuple[frozenset[Hold], str | None]], now: datetime
+    ) -> None:
+        if not holds:
+            return
+        rows = [
+            {
+                "campaign_id": cid,
+                "holds": sorted(h.value for h in held),
+                "suspension_reason": reason,
+                "updated_at": now,
+            }
+            for cid, (held, reason) in holds.items()
+        ]
+        stmt = insert(campaign_holds).values(rows)
+        await self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[campaign_holds.c.campaign_id],
+                set_={k: stmt.excluded[k] for k in ("holds", "suspension_reason", "updated_at")},
+            )
+        )
+
+    async def get_categories(self, ids: Iterable[str]) -> dict[str, CategoryState]:
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        result = await self.conn.execute(
+            select(catalog_categories).where(catalog_categories.c.id.in_(wanted))
+        )
+        return {r.id: CategoryState(r.state) for r in result}
+
+    async def save_categories(self, states: Mapping[str, CategoryState], now: datetime) -> None:
+        if not states:
+            return
+        rows = [{"id": k, "state": v.value, "updated_at": now} for k, v in states.items()]
+        stmt = insert(catalog_categories).values(rows)
+        await self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[catalog_categories.c.id],
+                set_={"state": stmt.excluded.state, "updated_at": stmt.excluded.updated_at},
+            )
+        )
+
+    async def claim_due(self, now: datetime, limit: int) -> list[DueTrigger]:
+        c = campaigns.c
+        start_due = (c.status == Status.BOOKED.value) & (c.start_at <= now)
+        end_due = c.status.in_(END_DUE_STATUSES) & (c.end_at <= now)
+        due_at = case((start_due, func.least(c.start_at, c.end_at)), else_=c.end_at)
+        stmt = (
+            select(c.id, c.status, c.start_at, c.end_at)
+            .where(or_(start_due, end_due))
+            .order_by(due_at, c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        triggers = []
+        for r in await self.conn.execute(stmt):
+            if r.status == Status.BOOKED.value and r.start_at <= now:
+                triggers.append(DueTrigger(r.id, "start", r.start_at))
+            else:
+                triggers.append(DueTrigger(r.id, "end", r.end_at))
+        return triggers
+
     async def add_outbox(self, messages: Sequence[OutboxMessage]) -> None:
         if not messages:
             return
@@ -290,6 +533,43 @@ class SqlUnitOfWork:
                 for m in messages
             ],
         )
+
+    async def add_notifications(
+        self, requests: Sequence[NotificationRequest]
+    ) -> list[NotificationRequest]:
+        if not requests:
+            return []
+        rows = [
+            {
+                "id": n.id,
+                "cause_id": n.cause_id,
+                "recipient": n.recipient,
+                "kind": n.kind,
+                "campaign_id": n.campaign_id,
+                "creative_id": n.creative_id,
+                "correlation_id": n.correlation_id,
+                "message_id": n.message_id,
+                "payload": {
+                    "subject": n.subject,
+                    "to": n.recipient,
+                    "template_data": dict(n.template_data),
+                },
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": n.requested_at,
+                "created_at": n.requested_at,
+                "updated_at": n.requested_at,
+            }
+            for n in requests
+        ]
+        stmt = (
+            insert(notifications)
+            .values(rows)
+            .on_conflict_do_nothing()
+            .returning(notifications.c.id)
+        )
+        new = {r[0] for r in await self.conn.execute(stmt)}
+        return [n for n in requests if n.id in new]
 
 
 __all__ = ["SqlUnitOfWork", "decode_headers", "row_to_campaign"]
