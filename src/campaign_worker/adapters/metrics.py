@@ -179,11 +179,11 @@ class Metrics:
         self.batch_size.observe(ctx.size)
         for (topic, type_, outcome), n in ctx.outcomes.items():
             self.messages.labels(topic, type_, outcome).inc(n)
-        for d in duplicates:
-            self.messages.labels(d.source.topic, d.type, "duplicate").inc()
-        for d in dead_lettered:
-            self.messages.labels(d.source.topic, d.type or "", "dead_lettered").inc()
-            self.dead_letters.labels(d.source.topic, d.code).inc()
+        for dup in duplicates:
+            self.messages.labels(dup.source.topic, dup.type, "duplicate").inc()
+        for dead in dead_lettered:
+            self.messages.labels(dead.source.topic, dead.type or "", "dead_lettered").inc()
+            self.dead_letters.labels(dead.source.topic, dead.code).inc()
         for (src, dst), n in ctx.transitions.items():
             self.transitions.labels(src, dst).inc(n)
         for code, n in ctx.refusals.items():

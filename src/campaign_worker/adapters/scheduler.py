@@ -60,7 +60,7 @@ class DueScheduler:
                 self._running.cancel()
 
     async def _tick(self) -> None:
-        self._running = asyncio.current_task()  # type: ignore[assignment]
+        self._running = asyncio.current_task()
         try:
             await self.run_once()
             self._metrics.scheduler_ticks.labels("ok").inc()

@@ -84,7 +84,7 @@ def register_subscriber(
         description="Every inbound topic of the contract, consumed in batches.",
     )
     async def consume(body: list[bytes], msg: KafkaMessage = Context("message")) -> None:  # noqa: B008
-        records: tuple[ConsumerRecord[Any, Any], ...] = msg.raw_message  # type: ignore[assignment]
+        records: tuple[ConsumerRecord[Any, Any], ...] = msg.raw_message
         items = [translate(source_of(r), max_bytes=settings.max_message_bytes) for r in records]
         try:
             await processor.process_reliably(items, stopping)

@@ -8,6 +8,7 @@ dead-lettered.
 
 from __future__ import annotations
 
+import builtins
 import re
 from datetime import datetime
 from decimal import Decimal
@@ -375,7 +376,7 @@ class InboundType(BaseModel):
 
     type: str
     topic: str
-    data: type[Wire]
+    data: builtins.type[Wire]
     campaign_scoped: bool = True
 
 

@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from pydantic import BaseModel, ValidationError
 
@@ -77,6 +78,12 @@ def _instant(data: m.CampaignCreate | m.CampaignUpdate, name: str) -> datetime |
         raise _Refused(refusal) from None
 
 
+def _required_instant(data: m.CampaignCreate, name: str) -> datetime:
+    instant = _instant(data, name)
+    assert instant is not None  # CampaignCreate requires one of the two forms
+    return instant
+
+
 def _update_changes(data: m.CampaignUpdate) -> dict[str, object]:
     converters: dict[str, Callable[[Any], object]] = {
         "budget": _money,
@@ -96,12 +103,15 @@ def _update_changes(data: m.CampaignUpdate) -> dict[str, object]:
     return changes
 
 
+_NO_CAMPAIGN = UUID(int=0)
+
+
 def build_command(type_: str, event: m.CloudEvent, data: BaseModel) -> object:
     """The domain (or catalog) command a message stands for."""
-    cid = m.parse_subject(event.subject) if type_.split(".")[0] != "catalog" else None
+    # catalog messages are keyed by product or category, not by a campaign
+    cid = m.parse_subject(event.subject) if type_.split(".")[0] != "catalog" else _NO_CAMPAIGN
     match type_, data:
         case "campaign.create", m.CampaignCreate():
-            assert cid is not None
             return cmd.CreateCampaign(
                 campaign_id=cid,
                 advertiser_id=data.advertiser_id,
@@ -109,37 +119,37 @@ def build_command(type_: str, event: m.CloudEvent, data: BaseModel) -> object:
                 ad_product_id=data.ad_product_id,
                 budget=_money(data.budget),
                 billing_type=BillingType(data.billing_type),
-                start_at=_instant(data, "start"),  # type: ignore[arg-type]
-                end_at=_instant(data, "end"),  # type: ignore[arg-type]
+                start_at=_required_instant(data, "start"),
+                end_at=_required_instant(data, "end"),
                 targeting=_targeting(data.targeting),
                 frequency_cap=_cap(data.frequency_cap),
                 contact=_contact(data.contact),
                 timezone=data.timezone,
             )
         case "campaign.update", m.CampaignUpdate():
-            return cmd.UpdateCampaign(campaign_id=cid, changes=_update_changes(data))  # type: ignore[arg-type]
+            return cmd.UpdateCampaign(campaign_id=cid, changes=_update_changes(data))
         case "campaign.submit", _:
-            return cmd.SubmitCampaign(campaign_id=cid)  # type: ignore[arg-type]
+            return cmd.SubmitCampaign(campaign_id=cid)
         case "campaign.pause", _:
-            return cmd.PauseCampaign(campaign_id=cid)  # type: ignore[arg-type]
+            return cmd.PauseCampaign(campaign_id=cid)
         case "campaign.resume", _:
-            return cmd.ResumeCampaign(campaign_id=cid)  # type: ignore[arg-type]
+            return cmd.ResumeCampaign(campaign_id=cid)
         case "campaign.extend_end", m.CampaignExtendEnd():
-            return cmd.ExtendEnd(campaign_id=cid, end_at=data.end_at)  # type: ignore[arg-type]
+            return cmd.ExtendEnd(campaign_id=cid, end_at=data.end_at)
         case "campaign.cancel", m.CampaignCancel():
             return cmd.CancelCampaign(
-                campaign_id=cid,  # type: ignore[arg-type]
+                campaign_id=cid,
                 reason=data.reason,
                 penalty=_money(data.penalty) if data.penalty else None,
             )
         case "review.campaign_approved", _:
-            return cmd.ApproveCampaign(campaign_id=cid)  # type: ignore[arg-type]
+            return cmd.ApproveCampaign(campaign_id=cid)
         case "review.campaign_rejected", m.CampaignRejected():
-            return cmd.RejectCampaign(campaign_id=cid, reason=data.reason)  # type: ignore[arg-type]
+            return cmd.RejectCampaign(campaign_id=cid, reason=data.reason)
         case "schedule.start_due", m.ScheduleDue():
-            return cmd.StartDue(campaign_id=cid, due_at=data.due_at)  # type: ignore[arg-type]
+            return cmd.StartDue(campaign_id=cid, due_at=data.due_at)
         case "schedule.end_due", m.ScheduleDue():
-            return cmd.EndDue(campaign_id=cid, due_at=data.due_at)  # type: ignore[arg-type]
+            return cmd.EndDue(campaign_id=cid, due_at=data.due_at)
         case "catalog.ad_product_upserted", m.AdProductUpserted():
             return UpsertAdProduct(
                 AdProduct(
@@ -162,7 +172,7 @@ def build_command(type_: str, event: m.CloudEvent, data: BaseModel) -> object:
             return DuplicateCampaign(data.new_campaign_id)
         case "creative.create", m.CreativeCreate():
             return cr.CreateCreative(
-                campaign_id=cid,  # type: ignore[arg-type]
+                campaign_id=cid,
                 creative_id=data.creative_id,
                 name=data.name,
                 ad_unit_id=data.ad_unit_id,
@@ -179,21 +189,21 @@ def build_command(type_: str, event: m.CloudEvent, data: BaseModel) -> object:
             return cr.UpdateCreative(
                 campaign_id=cid,
                 creative_id=data.creative_id,
-                changes=changes,  # type: ignore[arg-type]
+                changes=changes,
             )
         case "creative.delete", m.CreativeRef():
-            return cr.DeleteCreative(campaign_id=cid, creative_id=data.creative_id)  # type: ignore[arg-type]
+            return cr.DeleteCreative(campaign_id=cid, creative_id=data.creative_id)
         case "creative.pause", m.CreativeRef():
-            return cr.PauseCreative(campaign_id=cid, creative_id=data.creative_id)  # type: ignore[arg-type]
+            return cr.PauseCreative(campaign_id=cid, creative_id=data.creative_id)
         case "creative.resume", m.CreativeRef():
-            return cr.ResumeCreative(campaign_id=cid, creative_id=data.creative_id)  # type: ignore[arg-type]
+            return cr.ResumeCreative(campaign_id=cid, creative_id=data.creative_id)
         case "review.creative_approved", m.CreativeRef():
-            return cr.ApproveCreative(campaign_id=cid, creative_id=data.creative_id)  # type: ignore[arg-type]
+            return cr.ApproveCreative(campaign_id=cid, creative_id=data.creative_id)
         case "review.creative_rejected", m.CreativeRejected():
             return cr.RejectCreative(
                 campaign_id=cid,
                 creative_id=data.creative_id,
-                reason=data.reason,  # type: ignore[arg-type]
+                reason=data.reason,
             )
         case "payment.charge_succeeded", m.ChargeSucceeded():
             return ChargeResult(data.charge_id, True, amount=_money(data.amount))

@@ -78,8 +78,8 @@ class RetryPolicy:
     backoff_max_s: float = 10.0
 
     def delay(self, attempt: int) -> float:
-        base = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (attempt - 1))
-        return base * (0.5 + random.random() / 2)
+        base = min(self.backoff_max_s, self.backoff_initial_s * 2.0 ** (attempt - 1))
+        return float(base * (0.5 + random.random() / 2))
 
 
 class Stopping(Exception):
