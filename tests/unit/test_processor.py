@@ -154,3 +154,23 @@ async def test_catalog_facts_in_the_same_batch_apply_before_commands() -> None:
     cid = str(uuid.uuid4())
     await processor(store).process([record(create(cid)), record(PRODUCT, "campaign.catalog")])
     assert types(store) == ["campaign.status_changed", "campaign.serving_changed"]
+
+
+async def test_logs_about_a_poison_message_carry_its_ids(caplog: pytest.LogCaptureFixture) -> None:
+    from campaign_worker.logs import ContextFilter
+
+    store = Store(fail_next=[ValueError("bug")] * 6)
+    cid = str(uuid.uuid4())
+    event = create(cid)
+    event["correlationid"] = "req-7"
+    handler_filter = ContextFilter()
+    caplog.handler.addFilter(handler_filter)
+    try:
+        with caplog.at_level("ERROR", logger="campaign_worker.service.processor"):
+            await processor(store).process_reliably([record(event)], asyncio.Event())
+    finally:
+        caplog.handler.removeFilter(handler_filter)
+    [dead] = [r for r in caplog.records if "dead-lettering" in r.getMessage()]
+    assert dead.message_id == event["id"]  # type: ignore[attr-defined]
+    assert dead.campaign_id == cid  # type: ignore[attr-defined]
+    assert dead.correlation_id == "req-7"  # type: ignore[attr-defined]

@@ -25,6 +25,7 @@ from campaign_worker import topics
 from campaign_worker.domain.commands import EndDue, StartDue
 from campaign_worker.domain.model import Actor, Role
 from campaign_worker.domain.settlement import DEFAULT_RULES, MoneyRules
+from campaign_worker.logs import log_context
 from campaign_worker.service.handlers import BatchContext, flush_serving, products_needed
 from campaign_worker.service.inbound import Inbound, Item, Source, Undecodable, UpsertAdProduct
 from campaign_worker.service.money import needs_history
@@ -292,27 +293,33 @@ class Processor:
     async def _isolate(self, items: Sequence[Item], stopping: asyncio.Event) -> None:
         """Process one message per transaction; dead-letter the ones that keep failing."""
         for item in items:
-            attempt = 0
-            while True:
-                attempt += 1
-                try:
-                    await self.process([item])
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception as error:
-                    transient = self._is_transient(error)
-                    self._observer.batch_failed(error, transient)
-                    if not transient and attempt >= self._retry.max_attempts:
-                        log.error(
-                            "dead-lettering message %s after %d failures: %r",
-                            getattr(item, "message_id", None),
-                            attempt,
-                            error,
-                        )
-                        await self.process([_as_processing_failure(item, error)])
-                        break
-                    await self._sleep_or_stop(self._retry.delay(attempt), stopping)
+            with log_context(
+                message_id=getattr(item, "message_id", None),
+                campaign_id=str(getattr(item, "campaign_id", None) or "") or None,
+                correlation_id=getattr(item, "correlation_id", None),
+                topic=item.source.topic,
+                partition=item.source.partition,
+                offset=item.source.offset,
+            ):
+                await self._isolate_one(item, stopping)
+
+    async def _isolate_one(self, item: Item, stopping: asyncio.Event) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self.process([item])
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                transient = self._is_transient(error)
+                self._observer.batch_failed(error, transient)
+                if not transient and attempt >= self._retry.max_attempts:
+                    log.error("dead-lettering the message after %d failures: %r", attempt, error)
+                    await self.process([_as_processing_failure(item, error)])
+                    return
+                await self._sleep_or_stop(self._retry.delay(attempt), stopping)
 
     @staticmethod
     async def _sleep_or_stop(delay: float, stopping: asyncio.Event) -> None:
