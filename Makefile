@@ -45,6 +45,10 @@ clean:
 schemas: install
 	$(BIN)/campaign-worker schemas --write schemas/
 
+## Throughput of the message path, batched vs one transaction per message (a ratio; not a test)
+bench: install
+	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
+
 ## Rewrite the generated parts of the README (state diagram)
 docs: install
 	$(BIN)/python -m campaign_worker.entrypoints.cli docs --write README.md

@@ -27,8 +27,13 @@ class OutboxMessage:
     headers: tuple[tuple[str, bytes], ...] = (("content-type", CONTENT_TYPE.encode()),)
 
 
+_PLAIN = frozenset({str, int, float, bool})
+
+
 def to_wire(value: Any) -> Any:
     """JSON form of domain values: money as decimal strings, instants in RFC 3339 UTC."""
+    if value is None or type(value) in _PLAIN:  # the common case first: it is a hot path
+        return value
     if isinstance(value, Money):
         return value.to_wire()
     if isinstance(value, Decimal):
