@@ -40,6 +40,7 @@ class Store:
     ledger: list[LedgerRow] = field(default_factory=list)
     statements: dict[UUID, Statement] = field(default_factory=dict)
     fail_next: list[BaseException] = field(default_factory=list)
+    product_locks: list[str] = field(default_factory=list)  # lock_campaigns_of_product calls
     notifications: dict[tuple[str, str, str], NotificationRequest] = field(default_factory=dict)
     commits: int = 0
 
@@ -148,6 +149,7 @@ class FakeUnitOfWork:
         return result
 
     async def lock_campaigns_of_product(self, product_id: str) -> dict[UUID, Campaign]:
+        self.store.product_locks.append(product_id)
         return {
             c.id: c
             for c in self.store.campaigns.values()

@@ -174,3 +174,18 @@ async def test_logs_about_a_poison_message_carry_its_ids(caplog: pytest.LogCaptu
     assert dead.message_id == event["id"]  # type: ignore[attr-defined]
     assert dead.campaign_id == cid  # type: ignore[attr-defined]
     assert dead.correlation_id == "req-7"  # type: ignore[attr-defined]
+
+
+async def test_catalog_upsert_locks_the_products_campaigns_only_when_buyability_changes() -> None:
+    store = Store()
+    await processor(store).process([record(PRODUCT, "campaign.catalog")])
+    cid = str(uuid.uuid4())
+    await processor(store).process([record(create(cid))])
+    renamed = dict(PRODUCT, id=str(uuid.uuid4()), data=dict(PRODUCT["data"], name="New name"))
+    await processor(store).process([record(renamed, "campaign.catalog", offset=1)])
+    assert store.product_locks == []  # same buyability: its campaigns are not touched
+    unbuyable = dict(PRODUCT, id=str(uuid.uuid4()), data=dict(PRODUCT["data"], buyable=False))
+    await processor(store).process([record(unbuyable, "campaign.catalog", offset=2)])
+    assert store.product_locks == ["p"]
+    held, _ = store.holds[uuid.UUID(cid)]
+    assert {h.value for h in held} == {"product_not_buyable"}

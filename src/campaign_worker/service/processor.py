@@ -191,9 +191,16 @@ class Processor:
             {i.campaign_id for i in fresh if i.campaign_id is not None}
             | {n for i in fresh for n in new_campaign_ids(i)}
         )
-        for i in fresh:  # a product's buyability is a hold on each of its open campaigns
-            if isinstance(i.payload, UpsertAdProduct):
-                campaigns.update(await uow.lock_campaigns_of_product(i.payload.product.id))
+        # A product's buyability is a hold on each of its open campaigns: those are locked
+        # and loaded only when an upsert in this batch changes the flag (most catalog
+        # updates do not, and a product may have many campaigns).
+        upserts = [i.payload.product for i in fresh if isinstance(i.payload, UpsertAdProduct)]
+        known = await uow.get_products({p.id for p in upserts})
+        flipped = {
+            p.id for p in upserts if p.buyable != (known[p.id].buyable if p.id in known else True)
+        }
+        for product_id in sorted(flipped):
+            campaigns.update(await uow.lock_campaigns_of_product(product_id))
         wanted_products: set[str] = set()
         for i in fresh:
             wanted_products |= products_needed(i, campaigns)
