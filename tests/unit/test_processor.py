@@ -189,3 +189,19 @@ async def test_catalog_upsert_locks_the_products_campaigns_only_when_buyability_
     assert store.product_locks == ["p"]
     held, _ = store.holds[uuid.UUID(cid)]
     assert {h.value for h in held} == {"product_not_buyable"}
+
+
+async def test_campaign_created_for_an_unbuyable_product_starts_with_the_hold() -> None:
+    store = Store()
+    unbuyable = dict(PRODUCT, data=dict(PRODUCT["data"], buyable=False))
+    await processor(store).process([record(unbuyable, "campaign.catalog")])
+    cid = str(uuid.uuid4())
+    await processor(store).process([record(create(cid))])
+    held, _ = store.holds[uuid.UUID(cid)]
+    assert {h.value for h in held} == {"product_not_buyable"}
+    serving = [
+        json.loads(m.value)["data"]
+        for m in store.outbox
+        if json.loads(m.value)["type"] == "campaign.serving_changed"
+    ]
+    assert serving[-1]["holds"][0] == "product_not_buyable"

@@ -327,6 +327,13 @@ def handle_lifecycle(ctx: BatchContext, item: Inbound) -> None:
     ctx.campaigns[campaign.id] = campaign
     ctx.changed_campaigns[campaign.id] = campaign
     money.apply_money(ctx, item, campaign, money_events)
+    if any(
+        isinstance(ev, CampaignCreated) or "ad_product_id" in getattr(ev, "changes", {})
+        for ev in events
+    ):
+        from campaign_worker.service.parts import sync_buyability  # parts builds on this module
+
+        sync_buyability(ctx, item, campaign)
     ctx.outcomes[(item.source.topic, item.type, "applied")] += 1
 
 

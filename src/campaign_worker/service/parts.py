@@ -21,7 +21,7 @@ from campaign_worker.domain.creatives import (
 )
 from campaign_worker.domain.duplication import CategoryState, duplicate
 from campaign_worker.domain.errors import Refusal, RefusalCode
-from campaign_worker.domain.model import Actor, Role
+from campaign_worker.domain.model import Actor, Campaign, Role
 from campaign_worker.domain.serving import (
     HoldSignal,
     buyable_signal,
@@ -228,6 +228,16 @@ def product_buyability(ctx: BatchContext, item: Inbound) -> None:
     for cid, campaign in sorted(ctx.campaigns.items()):
         if campaign.ad_product_id == product.id:
             apply_signal(ctx, item, cid, signal, system)
+
+
+def sync_buyability(ctx: BatchContext, item: Inbound, campaign: Campaign) -> None:
+    """A campaign created for (or moved to) a product the catalog says cannot be bought
+    starts with `product_not_buyable`; moved to a buyable one, it loses it."""
+    product = ctx.products.get(campaign.ad_product_id)
+    if product is not None:
+        apply_signal(
+            ctx, item, campaign.id, buyable_signal(product.buyable), Actor(Role.SYSTEM, "catalog")
+        )
 
 
 # ------------------------------------------------------------------ catalog categories
