@@ -80,24 +80,21 @@ class BatchContext:
 
     def verdict(self, campaign_id: UUID) -> Verdict | None:
         campaign = self.campaigns.get(campaign_id)
-        if campaign is None:
-            return None
-        return serving_verdict(
-            campaign,
-            self.creatives.get(campaign_id, {}).values(),
-            self.holds.get(campaign_id, frozenset()),
-            self.charge_confirmed(campaign_id),
-        )
+        return self.verdict_of(campaign) if campaign is not None else None
 
-    def display(self, campaign: Campaign) -> str:
-        """The display status of spec §4 for `campaign` as it is now (holds, creatives and
-        payment included, e.g. Activating while a card charge is unconfirmed)."""
+    def verdict_of(self, campaign: Campaign) -> Verdict:
+        """The serving verdict of `campaign` against the batch's creatives, holds and money."""
         return serving_verdict(
             campaign,
             self.creatives.get(campaign.id, {}).values(),
             self.holds.get(campaign.id, frozenset()),
             self.charge_confirmed(campaign.id),
-        ).display_status
+        )
+
+    def display(self, campaign: Campaign) -> str:
+        """The display status of spec §4 (holds, creatives and payment included, e.g.
+        Activating while a card charge is unconfirmed)."""
+        return self.verdict_of(campaign).display_status
 
     def track(self, campaign_id: UUID) -> None:
         """Remember the verdict before the current message changes this campaign."""
