@@ -104,5 +104,6 @@ def setup_logging(level: str, fmt: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiokafka", "apscheduler"):  # per-poll and per-tick chatter at INFO
+    # per-poll, per-tick and per-plugin chatter at INFO
+    for noisy in ("aiokafka", "apscheduler", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -41,6 +41,12 @@ async def _serve(settings: Settings, *, migrate: bool, banner: str | None = None
     return 0
 
 
+def _cli_path() -> str:
+    """How to call this CLI from another terminal (the venv's script, not just the name)."""
+    script = Path(sys.executable).with_name("campaign-worker")
+    return str(script) if script.exists() else "campaign-worker"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     settings = Settings()
     setup_logging(settings.log_level)
@@ -100,15 +106,18 @@ def cmd_dev(args: argparse.Namespace) -> int:
         if "CAMPAIGN_WORKER_HTTP_PORT" not in os.environ:
             overrides["http_port"] = args.http_port
         settings = Settings(**overrides)
+        cli = _cli_path()
         lines += [
             f"  http     : http://127.0.0.1:{settings.http_port}/metrics  /healthz  /readyz",
             "",
             "Try next (in another terminal, with the same environment):",
             f"  export KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers}"
             f" DATABASE_URL={settings.database_url}",
-            "  campaign-worker publish campaign.catalog --example product",
-            "  campaign-worker publish campaign.commands --example create",
-            "  campaign-worker campaign show 6b1a0f8e-3c2d-4e5f-8a9b-0c1d2e3f4a5b",
+            f"  {cli} publish campaign.catalog --example product",
+            f"  {cli} publish campaign.commands --example create",
+            f"  {cli} campaign show {EXAMPLE_CAMPAIGN}",
+            f"  {cli} lag        # consumer lag per partition",
+            f"  {cli} dlq list   # dead letters",
             "Stop with Ctrl-C.",
             "",
         ]
