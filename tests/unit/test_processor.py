@@ -205,3 +205,21 @@ async def test_campaign_created_for_an_unbuyable_product_starts_with_the_hold() 
         if json.loads(m.value)["type"] == "campaign.serving_changed"
     ]
     assert serving[-1]["holds"][0] == "product_not_buyable"
+
+
+async def test_refusals_and_dead_letters_are_logged_with_their_ids(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = Store()
+    cid = str(uuid.uuid4())
+    submit = ev("campaign.submit", cid, correlationid="req-3")
+    with caplog.at_level("INFO", logger="campaign_worker.service"):
+        await processor(store).process([record(submit), record(b"nope", offset=9)])
+    [refused] = [r for r in caplog.records if r.getMessage().startswith("refused")]
+    assert (refused.message_id, refused.campaign_id, refused.correlation_id) == (  # type: ignore[attr-defined]
+        submit["id"],
+        cid,
+        "req-3",
+    )
+    [dead] = [r for r in caplog.records if r.getMessage().startswith("dead-lettered")]
+    assert (dead.topic, dead.offset) == ("x.campaign.commands", 9)  # type: ignore[attr-defined]

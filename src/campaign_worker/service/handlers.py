@@ -8,6 +8,7 @@ the results back in a few batch statements. No handler does I/O of its own, so a
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -35,6 +36,8 @@ from campaign_worker.service.inbound import DeleteAdProduct, Inbound, UpsertAdPr
 from campaign_worker.service.notifications import notify_status_change
 from campaign_worker.service.outgoing import OutboxMessage, event, to_wire
 from campaign_worker.service.unit_of_work import HistoryEntry, LedgerRow, NotificationRequest
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -167,6 +170,17 @@ def _actor(item: Inbound) -> dict[str, Any]:
 
 
 def refuse(ctx: BatchContext, item: Inbound, refusal: Refusal) -> None:
+    log.info(
+        "refused %s: %s (%s)",
+        item.type,
+        refusal.code.value,
+        refusal.message[:300],
+        extra={
+            "message_id": item.message_id,
+            "campaign_id": _subject(item),
+            "correlation_id": item.correlation_id,
+        },
+    )
     ctx.refusals[refusal.code.value] += 1
     ctx.outcomes[(item.source.topic, item.type, "rejected")] += 1
     ctx.emit(

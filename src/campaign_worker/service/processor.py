@@ -231,6 +231,17 @@ class Processor:
             HANDLERS[i.type](ctx, i)
             flush_serving(ctx, i)
         for d in stored:
+            log.warning(
+                "dead-lettered %s record: %s",
+                d.code,
+                d.message[:300],
+                extra={
+                    "message_id": d.message_id,
+                    "topic": d.physical_topic,
+                    "partition": d.source.partition,
+                    "offset": d.source.offset,
+                },
+            )
             ctx.outbox.append(
                 dead_letter(
                     physical_topic=d.physical_topic,
