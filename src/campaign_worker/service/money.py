@@ -5,7 +5,7 @@ loads nothing itself: the processor preloads accounts and status history with th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -228,30 +228,48 @@ def _system_only(item: Inbound) -> None:
         )
 
 
-def handle_charge_result(ctx: BatchContext, item: Inbound) -> None:
-    payload: ChargeResult = item.payload  # type: ignore[assignment]
+Decision = Callable[[Campaign, Account], list[MoneyEvent]]
+
+
+def _run(
+    ctx: BatchContext, item: Inbound, decision: Decision, *, system_only: bool = True
+) -> tuple[Campaign, list[MoneyEvent]] | None:
+    """The shape every money message shares: find the campaign, decide against its account
+    (a Refusal becomes `command.rejected`), apply the events. None when refused."""
     campaign = _campaign(ctx, item)
     if campaign is None:
-        return
-    account = account_of(ctx, campaign)
+        return None
     try:
-        _system_only(item)
-        if payload.succeeded:
-            assert payload.amount is not None
-            events = record_charge(
-                campaign, account, payload.charge_id, payload.amount, item.actor, ctx.now
-            )
-        else:
-            if payload.charge_id not in {c.charge_id for c in account.charges}:
-                raise Refusal(
-                    RefusalCode.NOT_FOUND,
-                    f"charge {payload.charge_id} was never requested for {campaign.id}",
-                )
-            events = []
+        if system_only:
+            _system_only(item)
+        events = decision(campaign, account_of(ctx, campaign))
     except Refusal as refusal:
         refuse(ctx, item, refusal)
-        return
+        return None
     apply_money(ctx, item, campaign, events)
+    return campaign, events
+
+
+def handle_charge_result(ctx: BatchContext, item: Inbound) -> None:
+    payload: ChargeResult = item.payload  # type: ignore[assignment]
+
+    def decision(campaign: Campaign, account: Account) -> list[MoneyEvent]:
+        if payload.succeeded:
+            assert payload.amount is not None
+            return record_charge(
+                campaign, account, payload.charge_id, payload.amount, item.actor, ctx.now
+            )
+        if payload.charge_id not in {c.charge_id for c in account.charges}:
+            raise Refusal(
+                RefusalCode.NOT_FOUND,
+                f"charge {payload.charge_id} was never requested for {campaign.id}",
+            )
+        return []
+
+    done = _run(ctx, item, decision)
+    if done is None:
+        return
+    campaign, _ = done
     current = account_of(ctx, campaign).current_charge
     is_current = current is not None and current.charge_id == payload.charge_id
     if payload.succeeded:
@@ -272,13 +290,10 @@ def handle_charge_result(ctx: BatchContext, item: Inbound) -> None:
 
 def handle_refund_result(ctx: BatchContext, item: Inbound) -> None:
     payload: RefundResult = item.payload  # type: ignore[assignment]
-    campaign = _campaign(ctx, item)
-    if campaign is None:
-        return
-    try:
-        _system_only(item)
-        events = record_refund_result(
-            account_of(ctx, campaign),
+
+    def decision(campaign: Campaign, account: Account) -> list[MoneyEvent]:
+        return record_refund_result(
+            account,
             payload.refund_id,
             item.actor,
             ctx.now,
@@ -286,32 +301,24 @@ def handle_refund_result(ctx: BatchContext, item: Inbound) -> None:
             error=payload.reason,
             amount=payload.amount,
         )
-    except Refusal as refusal:
-        refuse(ctx, item, refusal)
-        return
-    apply_money(ctx, item, campaign, events)
-    _applied(ctx, item)
+
+    if _run(ctx, item, decision) is not None:
+        _applied(ctx, item)
 
 
 def handle_refund_retry(ctx: BatchContext, item: Inbound) -> None:
     payload: RetryRefund = item.payload  # type: ignore[assignment]
-    campaign = _campaign(ctx, item)
-    if campaign is None:
-        return
-    try:
-        events = retry_refund(account_of(ctx, campaign), payload.refund_id, item.actor, ctx.now)
-    except Refusal as refusal:
-        refuse(ctx, item, refusal)
-        return
-    apply_money(ctx, item, campaign, events)
-    _applied(ctx, item)
+
+    def decision(campaign: Campaign, account: Account) -> list[MoneyEvent]:
+        return retry_refund(account, payload.refund_id, item.actor, ctx.now)
+
+    # the publisher's command: retry_refund checks the role itself
+    if _run(ctx, item, decision, system_only=False) is not None:
+        _applied(ctx, item)
 
 
 def handle_delivery(ctx: BatchContext, item: Inbound) -> None:
     payload: ReportDelivery = item.payload  # type: ignore[assignment]
-    campaign = _campaign(ctx, item)
-    if campaign is None:
-        return
     report = DeliveryReport(
         report_id=item.message_id,
         period_start=payload.period_start,
@@ -320,26 +327,23 @@ def handle_delivery(ctx: BatchContext, item: Inbound) -> None:
         clicks=payload.clicks,
         spend=payload.spend,
     )
-    transitions = list(ctx.status_history.get(campaign.id, ()))
-    transitions += [
-        (h.occurred_at, Status(h.to_status))
-        for h in ctx.history
-        if h.campaign_id == campaign.id and h.to_status is not None
-    ]
-    try:
-        events = record_delivery(
-            campaign,
-            account_of(ctx, campaign),
-            report,
-            live_intervals(transitions),
-            item.actor,
-            ctx.now,
-            ctx.rules,
+
+    def decision(campaign: Campaign, account: Account) -> list[MoneyEvent]:
+        transitions = list(ctx.status_history.get(campaign.id, ()))
+        transitions += [
+            (h.occurred_at, Status(h.to_status))
+            for h in ctx.history
+            if h.campaign_id == campaign.id and h.to_status is not None
+        ]
+        return record_delivery(
+            campaign, account, report, live_intervals(transitions), item.actor, ctx.now, ctx.rules
         )
-    except Refusal as refusal:
-        refuse(ctx, item, refusal)
+
+    # record_delivery checks that the report comes from the system
+    done = _run(ctx, item, decision, system_only=False)
+    if done is None:
         return
-    apply_money(ctx, item, campaign, events)
+    campaign, events = done
     for ev in events:
         if isinstance(ev, SpendRecorded) and ev.budget_reached:
             _hold(ctx, item, campaign, HoldSignal.BUDGET_EXHAUSTED)

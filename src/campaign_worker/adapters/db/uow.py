@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any, Self
 from uuid import UUID
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import Table, case, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -185,6 +185,18 @@ class SqlUnitOfWork:
     async def commit(self) -> None:
         await self.conn.commit()
 
+    async def _upsert(
+        self, table: Table, rows: list[dict[str, Any]], keys: tuple[str, ...]
+    ) -> None:
+        """One multi-row INSERT ... ON CONFLICT (keys) DO UPDATE of every other given column."""
+        stmt = insert(table).values(rows)
+        await self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[table.c[k] for k in keys],
+                set_={k: stmt.excluded[k] for k in rows[0] if k not in keys},
+            )
+        )
+
     async def claim_inbox(self, entries: Sequence[InboxEntry]) -> set[str]:
         if not entries:
             return set()
@@ -251,11 +263,7 @@ class SqlUnitOfWork:
         if not items:
             return
         rows = [campaign_to_row(c, now) for c in items]
-        stmt = insert(campaigns).values(rows)
-        updatable = {k: stmt.excluded[k] for k in rows[0] if k != "id"}
-        await self.conn.execute(
-            stmt.on_conflict_do_update(index_elements=[campaigns.c.id], set_=updatable)
-        )
+        await self._upsert(campaigns, rows, ("id",))
 
     async def add_history(self, entries: Sequence[HistoryEntry]) -> None:
         if not entries:
@@ -304,13 +312,7 @@ class SqlUnitOfWork:
             }
             for p in products
         ]
-        stmt = insert(ad_products).values(rows)
-        await self.conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[ad_products.c.id],
-                set_={k: stmt.excluded[k] for k in rows[0] if k != "id"},
-            )
-        )
+        await self._upsert(ad_products, rows, ("id",))
 
     async def load_extras(self, campaign_ids: Iterable[UUID]) -> CampaignExtras:
         return await self.read_extras(self.conn, campaign_ids)
@@ -350,13 +352,7 @@ class SqlUnitOfWork:
             }
             for a in accounts
         ]
-        stmt = insert(campaign_accounts).values(rows)
-        await self.conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[campaign_accounts.c.campaign_id],
-                set_={k: stmt.excluded[k] for k in ("account", "version", "updated_at")},
-            )
-        )
+        await self._upsert(campaign_accounts, rows, ("campaign_id",))
 
     async def add_ledger_rows(self, rows: Sequence[LedgerRow]) -> None:
         if not rows:
@@ -447,13 +443,7 @@ class SqlUnitOfWork:
             }
             for c in items
         ]
-        stmt = insert(creatives).values(rows)
-        await self.conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[creatives.c.campaign_id, creatives.c.id],
-                set_={k: stmt.excluded[k] for k in rows[0] if k not in ("campaign_id", "id")},
-            )
-        )
+        await self._upsert(creatives, rows, ("campaign_id", "id"))
 
     async def save_holds(
         self, holds: Mapping[UUID, tuple[frozenset[Hold], str | None]], now: datetime
@@ -469,13 +459,7 @@ class SqlUnitOfWork:
             }
             for cid, (held, reason) in holds.items()
         ]
-        stmt = insert(campaign_holds).values(rows)
-        await self.conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[campaign_holds.c.campaign_id],
-                set_={k: stmt.excluded[k] for k in ("holds", "suspension_reason", "updated_at")},
-            )
-        )
+        await self._upsert(campaign_holds, rows, ("campaign_id",))
 
     async def get_categories(self, ids: Iterable[str]) -> dict[str, CategoryState]:
         wanted = sorted(set(ids))
@@ -490,13 +474,7 @@ class SqlUnitOfWork:
         if not states:
             return
         rows = [{"id": k, "state": v.value, "updated_at": now} for k, v in states.items()]
-        stmt = insert(catalog_categories).values(rows)
-        await self.conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[catalog_categories.c.id],
-                set_={"state": stmt.excluded.state, "updated_at": stmt.excluded.updated_at},
-            )
-        )
+        await self._upsert(catalog_categories, rows, ("id",))
 
     async def claim_due(self, now: datetime, limit: int) -> list[DueTrigger]:
         c = campaigns.c
