@@ -34,13 +34,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 from typing import TypeAlias, assert_never
 from urllib.parse import urlsplit
 from uuid import UUID
 
+from campaign_worker.domain.checks import aware_utc, coerce_str, invalid
 from campaign_worker.domain.errors import Refusal, RefusalCode
 from campaign_worker.domain.model import TERMINAL, Actor, Campaign, Role
 
@@ -342,7 +343,7 @@ def decide_creative(
     `ValueError` for caller bugs: a naive `now`, a command for another campaign, a creative that
     is not the command's.
     """
-    now = _aware_utc(now)
+    now = aware_utc(now, "now")
     if campaign is None:
         raise Refusal(RefusalCode.NOT_FOUND, f"campaign {command.campaign_id} does not exist")
     if command.campaign_id != campaign.id:
@@ -404,7 +405,7 @@ def decide_creative(
             reason: str | None = None
             if isinstance(command, RejectCreative):
                 if not isinstance(command.reason, str) or not command.reason.strip():
-                    raise _invalid("reason is required to reject a creative")
+                    raise invalid("reason is required to reject a creative")
                 reason = command.reason.strip()
             assert rule.target is not None
             return [
@@ -453,9 +454,9 @@ def _check_source(creative: Creative, rule: CreativeRule) -> None:
 
 
 def _register(command: CreateCreative, campaign: Campaign) -> CreativeRegistered:
-    creative_id = _coerce_str("creative_id", command.creative_id)
+    creative_id = coerce_str("creative_id", command.creative_id)
     if not creative_id.strip():
-        raise _invalid("creative_id must not be blank")
+        raise invalid("creative_id must not be blank")
     name = _valid_name(command.name)
     ad_unit_id = _valid_ad_unit(command.ad_unit_id)
     content = _valid_content(command.content)
@@ -477,7 +478,7 @@ def _update(campaign: Campaign, creative: Creative, command: UpdateCreative) -> 
     _check_campaign_open(campaign, CREATIVE_ACTIONS[_A.EDIT_NAME])
     unknown = sorted(set(command.changes) - set(CREATIVE_FIELDS))
     if unknown:
-        raise _invalid(
+        raise invalid(
             f"unknown creative field(s) {', '.join(unknown)}; "
             f"editable: {', '.join(CREATIVE_FIELDS)}"
         )
@@ -498,22 +499,6 @@ def _update(campaign: Campaign, creative: Creative, command: UpdateCreative) -> 
 # -- field coercion and validation --------------------------------------------------------------
 
 
-def _invalid(message: str) -> Refusal:
-    return Refusal(RefusalCode.VALIDATION_FAILED, message)
-
-
-def _aware_utc(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"now must be timezone-aware, got {value.isoformat()}")
-    return value.astimezone(UTC)
-
-
-def _coerce_str(name: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise _invalid(f"{name} must be a string, not {type(value).__name__}")
-    return value
-
-
 def _update_diff(creative: Creative, changes: Mapping[str, object]) -> dict[str, object]:
     """New values (type-checked) of the known fields that really change, in CREATIVE_FIELDS
     order. A content mapping is merged into the current content first."""
@@ -525,7 +510,7 @@ def _update_diff(creative: Creative, changes: Mapping[str, object]) -> dict[str,
         if name == "content":
             value = _merged_content(creative.content, value)
         else:
-            value = _coerce_str(name, value)
+            value = coerce_str(name, value)
         if value != getattr(creative, name):
             values[name] = value
     return values
@@ -537,16 +522,16 @@ def _merged_content(current: CreativeContent, value: object) -> CreativeContent:
     if isinstance(value, Mapping):
         unknown = sorted(str(k) for k in set(value) - set(_CONTENT_KEYS))
         if unknown:
-            raise _invalid(
+            raise invalid(
                 f"unknown content field(s) {', '.join(unknown)}; "
                 f"content has {', '.join(_CONTENT_KEYS)}"
             )
         parts = {key: getattr(current, key) for key in _CONTENT_KEYS}
         for key in _CONTENT_KEYS:
             if key in value:
-                parts[key] = _coerce_str(f"content.{key}", value[key])
+                parts[key] = coerce_str(f"content.{key}", value[key])
         return CreativeContent(**parts)
-    raise _invalid(f"content must be an object, not {type(value).__name__}")
+    raise invalid(f"content must be an object, not {type(value).__name__}")
 
 
 def _validate_field(name: str, value: object) -> None:
@@ -559,28 +544,28 @@ def _validate_field(name: str, value: object) -> None:
 
 
 def _valid_name(value: object) -> str:
-    name = _coerce_str("name", value)
+    name = coerce_str("name", value)
     if not name.strip():
-        raise _invalid("name must not be blank")
+        raise invalid("name must not be blank")
     if any(c in name for c in "\r\n"):
-        raise _invalid("name must not contain line breaks")
+        raise invalid("name must not contain line breaks")
     if len(name) > NAME_MAX_LENGTH:
-        raise _invalid(f"name is {len(name)} characters long; at most {NAME_MAX_LENGTH} allowed")
+        raise invalid(f"name is {len(name)} characters long; at most {NAME_MAX_LENGTH} allowed")
     return name
 
 
 def _valid_ad_unit(value: object) -> str:
-    unit = _coerce_str("ad_unit_id", value)
+    unit = coerce_str("ad_unit_id", value)
     if not unit.strip():
-        raise _invalid("ad_unit_id must not be blank")
+        raise invalid("ad_unit_id must not be blank")
     return unit
 
 
 def _valid_content(value: object) -> CreativeContent:
     if not isinstance(value, CreativeContent):
-        raise _invalid(f"content must be creative content, not {type(value).__name__}")
+        raise invalid(f"content must be creative content, not {type(value).__name__}")
     for key in _CONTENT_KEYS:
-        _coerce_str(f"content.{key}", getattr(value, key))
+        coerce_str(f"content.{key}", getattr(value, key))
     _valid_url("content.file_url", value.file_url, schemes=None)
     _valid_url("content.destination_url", value.destination_url, schemes=("http", "https"))
     return value
@@ -588,17 +573,17 @@ def _valid_content(value: object) -> CreativeContent:
 
 def _valid_url(name: str, url: str, *, schemes: tuple[str, ...] | None) -> None:
     if not url.strip():
-        raise _invalid(f"{name} must not be blank")
+        raise invalid(f"{name} must not be blank")
     if any(c.isspace() for c in url):
-        raise _invalid(f"{name} {url!r} must not contain spaces or line breaks")
+        raise invalid(f"{name} {url!r} must not contain spaces or line breaks")
     try:
         parts = urlsplit(url)
     except ValueError:
-        raise _invalid(f"{name} {url!r} is not a URL") from None
+        raise invalid(f"{name} {url!r} is not a URL") from None
     if not parts.scheme or not (parts.netloc or parts.path):
-        raise _invalid(f"{name} {url!r} must be an absolute URL")
+        raise invalid(f"{name} {url!r} must be an absolute URL")
     if schemes is not None and (parts.scheme.lower() not in schemes or not parts.netloc):
-        raise _invalid(f"{name} {url!r} must be an http(s) URL with a host")
+        raise invalid(f"{name} {url!r} must be an http(s) URL with a host")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from uuid import UUID, uuid5
 
+from campaign_worker.domain.checks import aware_utc
 from campaign_worker.domain.creatives import Creative, CreativeStatus
 from campaign_worker.domain.errors import Refusal, RefusalCode
 from campaign_worker.domain.lifecycle import TITLE_MAX_LENGTH
@@ -132,9 +133,7 @@ def duplicate(
     `validation_failed` (a blank short id). `ValueError` for caller bugs (naive `now`, a
     product or creative of another campaign, `new_id` equal to the source id).
     """
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError(f"now must be timezone-aware, got {now.isoformat()}")
-    now = now.astimezone(UTC)
+    now = aware_utc(now, "now")
     if new_id == source.id:
         raise ValueError("the duplicate needs a new campaign id")
     if product is not None and product.id != source.ad_product_id:

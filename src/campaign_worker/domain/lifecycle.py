@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import assert_never
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from campaign_worker.domain.checks import aware_utc, coerce_str, invalid
 from campaign_worker.domain.commands import (
     ApproveCampaign,
     CancelCampaign,
@@ -245,7 +246,7 @@ def decide(
     `now` must be timezone-aware; `products` holds the catalog entries the command can touch.
     Raises `ValueError` for caller bugs (a naive `now`, a command for another campaign).
     """
-    now = _aware_utc(now, "now")
+    now = aware_utc(now, "now")
     if isinstance(command, CreateCampaign):
         if campaign is not None:
             raise Refusal(
@@ -556,27 +557,11 @@ def _edit(
 # -- field coercion (types) and validation (content) --------------------------------------------
 
 
-def _invalid(message: str) -> Refusal:
-    return Refusal(RefusalCode.VALIDATION_FAILED, message)
-
-
-def _aware_utc(value: datetime, name: str) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware, got {value.isoformat()}")
-    return value.astimezone(UTC)
-
-
-def _coerce_str(name: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise _invalid(f"{name} must be a string, not {type(value).__name__}")
-    return value
-
-
 def _coerce_datetime(name: str, value: object) -> datetime:
     if not isinstance(value, datetime):
-        raise _invalid(f"{name} must be a timezone-aware datetime, not {type(value).__name__}")
+        raise invalid(f"{name} must be a timezone-aware datetime, not {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
-        raise _invalid(f"{name} {value.isoformat()} must carry a time zone (UTC instant)")
+        raise invalid(f"{name} {value.isoformat()} must carry a time zone (UTC instant)")
     return value.astimezone(UTC)
 
 
@@ -585,22 +570,22 @@ def _coerce_billing_type(name: str, value: object) -> BillingType:
         return value
     if isinstance(value, str) and value in BillingType._value2member_map_:
         return BillingType(value)
-    raise _invalid(f"{name} must be one of {', '.join(b.value for b in BillingType)}")
+    raise invalid(f"{name} must be one of {', '.join(b.value for b in BillingType)}")
 
 
 def _coerce_money(name: str, value: object) -> Money:
     if not isinstance(value, Money):
-        raise _invalid(f"{name} must be money, not {type(value).__name__}")
+        raise invalid(f"{name} must be money, not {type(value).__name__}")
     return value
 
 
 def _coerce_targeting(name: str, value: object) -> Targeting:
     if not isinstance(value, Targeting):
-        raise _invalid(f"{name} must be targeting, not {type(value).__name__}")
+        raise invalid(f"{name} must be targeting, not {type(value).__name__}")
     for part in ("categories", "groups"):
         items = getattr(value, part)
         if not isinstance(items, tuple) or not all(isinstance(i, str) for i in items):
-            raise _invalid(f"{name}.{part} must be a tuple of strings")
+            raise invalid(f"{name}.{part} must be a tuple of strings")
     return value
 
 
@@ -608,29 +593,29 @@ def _coerce_frequency_cap(name: str, value: object) -> FrequencyCap | None:
     if value is None:
         return None
     if not isinstance(value, FrequencyCap):
-        raise _invalid(f"{name} must be a frequency cap or null, not {type(value).__name__}")
+        raise invalid(f"{name} must be a frequency cap or null, not {type(value).__name__}")
     return value
 
 
 def _coerce_contact(name: str, value: object) -> Contact:
     if not isinstance(value, Contact):
-        raise _invalid(f"{name} must be a contact, not {type(value).__name__}")
+        raise invalid(f"{name} must be a contact, not {type(value).__name__}")
     if not isinstance(value.name, str) or not isinstance(value.email, str):
-        raise _invalid(f"{name}.name and {name}.email must be strings")
+        raise invalid(f"{name}.name and {name}.email must be strings")
     return value
 
 
 def _coerce_timezone(name: str, value: object) -> str | None:
     if value is None:
         return None
-    return _coerce_str(name, value)
+    return coerce_str(name, value)
 
 
 _COERCERS: Mapping[str, Callable[[str, object], object]] = MappingProxyType(
     {
-        "advertiser_id": _coerce_str,
-        "title": _coerce_str,
-        "ad_product_id": _coerce_str,
+        "advertiser_id": coerce_str,
+        "title": coerce_str,
+        "ad_product_id": coerce_str,
         "budget": _coerce_money,
         "billing_type": _coerce_billing_type,
         "start_at": _coerce_datetime,
@@ -652,9 +637,9 @@ def _validate_field(name: str, value: object, products: Mapping[str, AdProduct])
     if name == "title":
         assert isinstance(value, str)
         if not value.strip():
-            raise _invalid("title must not be blank")
+            raise invalid("title must not be blank")
         if len(value) > TITLE_MAX_LENGTH:
-            raise _invalid(
+            raise invalid(
                 f"title is {len(value)} characters long; at most {TITLE_MAX_LENGTH} allowed"
             )
     elif name == "ad_product_id":
@@ -667,7 +652,7 @@ def _validate_field(name: str, value: object, products: Mapping[str, AdProduct])
         assert isinstance(value, Targeting)
         for part in ("categories", "groups"):
             if any(not item.strip() for item in getattr(value, part)):
-                raise _invalid(f"targeting.{part} must not contain blank ids")
+                raise invalid(f"targeting.{part} must not contain blank ids")
     elif name == "frequency_cap":
         if value is not None:
             assert isinstance(value, FrequencyCap)
@@ -676,12 +661,12 @@ def _validate_field(name: str, value: object, products: Mapping[str, AdProduct])
                 or isinstance(value.impressions, bool)
                 or value.impressions <= 0
             ):
-                raise _invalid(
+                raise invalid(
                     f"frequency_cap.impressions must be a whole number > 0, "
                     f"not {value.impressions!r}"
                 )
             if value.per not in FREQUENCY_CAP_PERIODS:
-                raise _invalid(
+                raise invalid(
                     f"frequency_cap.per must be one of hour, day, week, month, not {value.per!r}"
                 )
     elif name == "contact":
@@ -697,43 +682,43 @@ def _validate_field(name: str, value: object, products: Mapping[str, AdProduct])
 def _validate_product(product_id: str, products: Mapping[str, AdProduct]) -> None:
     product = products.get(product_id)
     if product is None:
-        raise _invalid(f"ad_product_id {product_id!r} is not in the catalog")
+        raise invalid(f"ad_product_id {product_id!r} is not in the catalog")
     if product.deleted:
-        raise _invalid(f"ad_product_id {product_id!r} has been deleted from the catalog")
+        raise invalid(f"ad_product_id {product_id!r} has been deleted from the catalog")
 
 
 def _check_money(name: str, value: Money) -> None:
     try:
         Money.of(value.amount, value.currency)
     except Refusal as refusal:
-        raise _invalid(f"{name}: {refusal.message}") from None
+        raise invalid(f"{name}: {refusal.message}") from None
 
 
 def _check_period(start_at: datetime, end_at: datetime) -> None:
     if not end_at > start_at:
-        raise _invalid(f"end_at {end_at.isoformat()} must be after start_at {start_at.isoformat()}")
+        raise invalid(f"end_at {end_at.isoformat()} must be after start_at {start_at.isoformat()}")
 
 
 def _validate_contact(contact: Contact) -> None:
     if any(c in contact.name for c in "\r\n"):
-        raise _invalid("contact.name must not contain line breaks")
+        raise invalid("contact.name must not contain line breaks")
     email = contact.email
     if not email.strip():
-        raise _invalid("contact.email must not be blank")
+        raise invalid("contact.email must not be blank")
     if any(c in email for c in "\r\n"):
-        raise _invalid("contact.email must not contain line breaks")
+        raise invalid("contact.email must not contain line breaks")
     if any(c.isspace() for c in email):
-        raise _invalid(f"contact.email {email!r} must not contain spaces")
+        raise invalid(f"contact.email {email!r} must not contain spaces")
     local, at, domain = email.partition("@")
     if not at or "@" in domain or not local or not domain:
-        raise _invalid(f"contact.email {email!r} must be one address of the form name@domain")
+        raise invalid(f"contact.email {email!r} must be one address of the form name@domain")
 
 
 def _validate_timezone(name: str) -> None:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise _invalid(f"timezone {name!r} is not a known IANA time zone name") from None
+        raise invalid(f"timezone {name!r} is not a known IANA time zone name") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
 from typing import TypeAlias, assert_never
 from uuid import UUID, uuid5
 
+from campaign_worker.domain.checks import aware_utc
 from campaign_worker.domain.errors import Refusal, RefusalCode
 from campaign_worker.domain.events import CampaignStatusChanged
 from campaign_worker.domain.ledger import EntryKind, Ledger, LedgerEntry, NonBillableReason
@@ -604,12 +605,6 @@ def _money_id(campaign_id: UUID, kind: str, n: int) -> str:
     return str(uuid5(campaign_id, f"{kind}:{n}"))
 
 
-def _aware(value: datetime, name: str) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware, got {value.isoformat()}")
-    return value.astimezone(UTC)
-
-
 def _checked(campaign: Campaign, account: Account) -> Account:
     """The account, re-based on the campaign currency while no money has moved (a DRAFT budget
     may change currency). Refuses a currency change after money moved."""
@@ -651,7 +646,7 @@ def on_status_changed(
       then the statement when due (`StatementIssued`), then the refund of the refund table when
       above zero (`RefundRequested`).
     """
-    now = _aware(now, "now")
+    now = aware_utc(now, "now")
     if change.campaign_id != campaign.id or campaign.status is not change.to_status:
         raise ValueError("on_status_changed needs the campaign after the change")
     account = _checked(campaign, account)
@@ -711,7 +706,7 @@ def record_charge(
     the worker never requested (`not_found`) or an amount other than requested
     (`validation_failed`): the books must stay exact, an operator has to look at those."""
     _require(actor, Role.SYSTEM, "a payment result")
-    now = _aware(now, "now")
+    now = aware_utc(now, "now")
     account = _checked(campaign, account)
     request = next((c for c in account.charges if c.charge_id == charge_id), None)
     if request is None:
@@ -754,10 +749,10 @@ def record_delivery(
     campaign's LIVE intervals so far (`live_intervals`). Idempotency by message id is the
     inbox's job."""
     _require(actor, Role.SYSTEM, "a delivery report")
-    now = _aware(now, "now")
+    now = aware_utc(now, "now")
     account = _checked(campaign, account)
-    start = _aware(report.period_start, "period_start")
-    end = _aware(report.period_end, "period_end")
+    start = aware_utc(report.period_start, "period_start")
+    end = aware_utc(report.period_end, "period_end")
     if end < start:
         raise Refusal(
             RefusalCode.VALIDATION_FAILED,
@@ -823,7 +818,7 @@ def record_refund_result(
     """`payment.refund_succeeded` / `payment.refund_failed`. Repeats change nothing; a failure
     after a success is ignored (the money has arrived)."""
     _require(actor, Role.SYSTEM, "a payment result")
-    now = _aware(now, "now")
+    now = aware_utc(now, "now")
     refund = account.refund(refund_id)
     if refund is None:
         raise Refusal(RefusalCode.NOT_FOUND, f"refund {refund_id} was never requested")
@@ -844,7 +839,7 @@ def record_refund_result(
 def retry_refund(account: Account, refund_id: str, actor: Actor, now: datetime) -> list[MoneyEvent]:
     """`refund.retry` (publisher): request a failed refund again, same id and amount."""
     _require(actor, Role.PUBLISHER, "refund.retry")
-    now = _aware(now, "now")
+    now = aware_utc(now, "now")
     refund = account.refund(refund_id)
     if refund is None:
         raise Refusal(RefusalCode.NOT_FOUND, f"refund {refund_id} does not exist")
