@@ -21,7 +21,7 @@ from campaign_worker import topics
 from campaign_worker.domain import commands as cmd
 from campaign_worker.domain.creatives import Creative
 from campaign_worker.domain.duplication import CategoryState
-from campaign_worker.domain.errors import Refusal
+from campaign_worker.domain.errors import Refusal, RefusalCode
 from campaign_worker.domain.events import (
     CampaignCreated,
     CampaignStatusChanged,
@@ -114,6 +114,10 @@ class BatchContext:
         self.changed_campaigns[campaign_id] = campaign
         return campaign
 
+    def applied(self, item: Inbound) -> None:
+        """Count `item` as applied (for the messages metric)."""
+        self.outcomes[(item.source.topic, item.type, "applied")] += 1
+
     def emit(
         self,
         item: Inbound,
@@ -194,6 +198,17 @@ def refuse(ctx: BatchContext, item: Inbound, refusal: Refusal) -> None:
             "campaign_id": _subject(item),
         },
     )
+
+
+def existing_campaign(ctx: BatchContext, item: Inbound) -> Campaign | None:
+    """The message's campaign, or None after refusing the message with `not_found`."""
+    assert item.campaign_id is not None
+    campaign = ctx.campaigns.get(item.campaign_id)
+    if campaign is None:
+        refuse(
+            ctx, item, Refusal(RefusalCode.NOT_FOUND, f"campaign {item.campaign_id} does not exist")
+        )
+    return campaign
 
 
 def schedule_view(c: Campaign) -> dict[str, Any]:
@@ -345,7 +360,7 @@ def handle_lifecycle(ctx: BatchContext, item: Inbound) -> None:
         from campaign_worker.service.parts import sync_buyability  # parts builds on this module
 
         sync_buyability(ctx, item, campaign)
-    ctx.outcomes[(item.source.topic, item.type, "applied")] += 1
+    ctx.applied(item)
 
 
 def handle_product_upserted(ctx: BatchContext, item: Inbound) -> None:
@@ -353,7 +368,7 @@ def handle_product_upserted(ctx: BatchContext, item: Inbound) -> None:
     product = item.payload.product
     ctx.products[product.id] = product
     ctx.changed_products[product.id] = product
-    ctx.outcomes[(item.source.topic, item.type, "applied")] += 1
+    ctx.applied(item)
 
 
 def handle_product_deleted(ctx: BatchContext, item: Inbound) -> None:
@@ -373,7 +388,7 @@ def handle_product_deleted(ctx: BatchContext, item: Inbound) -> None:
     )
     ctx.products[deleted.id] = deleted
     ctx.changed_products[deleted.id] = deleted
-    ctx.outcomes[(item.source.topic, item.type, "applied")] += 1
+    ctx.applied(item)
 
 
 Handler = Callable[[BatchContext, Inbound], None]

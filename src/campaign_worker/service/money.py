@@ -35,7 +35,7 @@ from campaign_worker.domain.settlement import (
     record_refund_result,
     retry_refund,
 )
-from campaign_worker.service.handlers import BatchContext, refuse
+from campaign_worker.service.handlers import BatchContext, existing_campaign, refuse
 from campaign_worker.service.inbound import Inbound
 from campaign_worker.service.notifications import notify
 from campaign_worker.service.outgoing import to_wire
@@ -205,20 +205,6 @@ def _hold(ctx: BatchContext, item: Inbound, campaign: Campaign, signal: HoldSign
 # ------------------------------------------------------------------ handlers
 
 
-def _campaign(ctx: BatchContext, item: Inbound) -> Campaign | None:
-    assert item.campaign_id is not None
-    campaign = ctx.campaigns.get(item.campaign_id)
-    if campaign is None:
-        refuse(
-            ctx, item, Refusal(RefusalCode.NOT_FOUND, f"campaign {item.campaign_id} does not exist")
-        )
-    return campaign
-
-
-def _applied(ctx: BatchContext, item: Inbound) -> None:
-    ctx.outcomes[(item.source.topic, item.type, "applied")] += 1
-
-
 def _system_only(item: Inbound) -> None:
     if item.actor.role is not Role.SYSTEM:
         raise Refusal(
@@ -236,7 +222,7 @@ def _run(
 ) -> tuple[Campaign, list[MoneyEvent]] | None:
     """The shape every money message shares: find the campaign, decide against its account
     (a Refusal becomes `command.rejected`), apply the events. None when refused."""
-    campaign = _campaign(ctx, item)
+    campaign = existing_campaign(ctx, item)
     if campaign is None:
         return None
     try:
@@ -285,7 +271,7 @@ def handle_charge_result(ctx: BatchContext, item: Inbound) -> None:
                 campaign,
                 {"reason": payload.reason or "the card charge failed"},
             )
-    _applied(ctx, item)
+    ctx.applied(item)
 
 
 def handle_refund_result(ctx: BatchContext, item: Inbound) -> None:
@@ -303,7 +289,7 @@ def handle_refund_result(ctx: BatchContext, item: Inbound) -> None:
         )
 
     if _run(ctx, item, decision) is not None:
-        _applied(ctx, item)
+        ctx.applied(item)
 
 
 def handle_refund_retry(ctx: BatchContext, item: Inbound) -> None:
@@ -314,7 +300,7 @@ def handle_refund_retry(ctx: BatchContext, item: Inbound) -> None:
 
     # the publisher's command: retry_refund checks the role itself
     if _run(ctx, item, decision, system_only=False) is not None:
-        _applied(ctx, item)
+        ctx.applied(item)
 
 
 def handle_delivery(ctx: BatchContext, item: Inbound) -> None:
@@ -367,7 +353,7 @@ def handle_delivery(ctx: BatchContext, item: Inbound) -> None:
                     "ctr": f"{ctr.quantize(Decimal('0.001'))}%",
                 },
             )
-    _applied(ctx, item)
+    ctx.applied(item)
 
 
 def needs_history(item: Inbound) -> UUID | None:

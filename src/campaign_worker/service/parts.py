@@ -28,7 +28,7 @@ from campaign_worker.domain.serving import (
     evolve_holds,
     hold_changes,
 )
-from campaign_worker.service.handlers import BatchContext, refuse, schedule_view
+from campaign_worker.service.handlers import BatchContext, existing_campaign, refuse, schedule_view
 from campaign_worker.service.inbound import Inbound, UpsertAdProduct
 from campaign_worker.service.notifications import notify
 from campaign_worker.service.outgoing import to_wire
@@ -71,10 +71,6 @@ def _history(
             details=details,
         )
     )
-
-
-def _applied(ctx: BatchContext, item: Inbound) -> None:
-    ctx.outcomes[(item.source.topic, item.type, "applied")] += 1
 
 
 # ------------------------------------------------------------------ creatives
@@ -161,7 +157,7 @@ def handle_creative(ctx: BatchContext, item: Inbound) -> None:
             if ev.reason:
                 data["reason"] = ev.reason
             notify(ctx, item, kind, ctx.campaigns[campaign.id], data, creative_id=creative.id)
-    _applied(ctx, item)
+    ctx.applied(item)
 
 
 # ------------------------------------------------------------------ holds
@@ -204,18 +200,15 @@ def apply_signal(
 
 def handle_hold_signal(ctx: BatchContext, item: Inbound) -> None:
     payload: ApplyHoldSignal = item.payload  # type: ignore[assignment]
-    assert item.campaign_id is not None
-    if item.campaign_id not in ctx.campaigns:
-        refuse(
-            ctx, item, Refusal(RefusalCode.NOT_FOUND, f"campaign {item.campaign_id} does not exist")
-        )
+    if existing_campaign(ctx, item) is None:
         return
+    assert item.campaign_id is not None
     try:
         apply_signal(ctx, item, item.campaign_id, payload.signal, item.actor, payload.reason)
     except Refusal as refusal:
         refuse(ctx, item, refusal)
         return
-    _applied(ctx, item)
+    ctx.applied(item)
 
 
 def product_buyability(ctx: BatchContext, item: Inbound) -> None:
@@ -247,7 +240,7 @@ def handle_category(ctx: BatchContext, item: Inbound) -> None:
     payload: UpsertCategory = item.payload  # type: ignore[assignment]
     ctx.categories[payload.category_id] = payload.state
     ctx.changed_categories[payload.category_id] = payload.state
-    _applied(ctx, item)
+    ctx.applied(item)
 
 
 # ------------------------------------------------------------------ duplication
@@ -255,12 +248,8 @@ def handle_category(ctx: BatchContext, item: Inbound) -> None:
 
 def handle_duplicate(ctx: BatchContext, item: Inbound) -> None:
     payload: DuplicateCampaign = item.payload  # type: ignore[assignment]
-    assert item.campaign_id is not None
-    source = ctx.campaigns.get(item.campaign_id)
+    source = existing_campaign(ctx, item)
     if source is None:
-        refuse(
-            ctx, item, Refusal(RefusalCode.NOT_FOUND, f"campaign {item.campaign_id} does not exist")
-        )
         return
     if payload.new_campaign_id in ctx.campaigns:
         refuse(
@@ -346,7 +335,7 @@ def handle_duplicate(ctx: BatchContext, item: Inbound) -> None:
         },
         subject=str(new.id),
     )
-    _applied(ctx, item)
+    ctx.applied(item)
 
 
 def new_campaign_ids(item: Inbound) -> set[UUID]:
