@@ -204,7 +204,7 @@ class Processor:
         wanted_products: set[str] = set()
         for i in fresh:
             wanted_products |= products_needed(i, campaigns)
-        products = await uow.get_products(wanted_products)
+        products = known | await uow.get_products(wanted_products - known.keys())
         extras = await uow.load_extras(campaigns)
         categories = await uow.get_categories(
             {t for c in campaigns.values() for t in (*c.targeting.categories, *c.targeting.groups)}
