@@ -24,10 +24,10 @@ from campaign_worker.adapters.mailer import Mailer
 from campaign_worker.adapters.metrics import Metrics
 from campaign_worker.adapters.notifier import Notifier
 from campaign_worker.adapters.outbox import OutboxRelay
-from campaign_worker.adapters.scheduler import DueScheduler
 from campaign_worker.config import Settings
 from campaign_worker.entrypoints.http import HttpServer
 from campaign_worker.entrypoints.kafka import register_subscriber
+from campaign_worker.entrypoints.scheduler import DueScheduler
 from campaign_worker.service.processor import Processor, RetryPolicy
 
 log = logging.getLogger(__name__)

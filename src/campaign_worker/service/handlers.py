@@ -32,9 +32,9 @@ from campaign_worker.domain.lifecycle import decide, evolve
 from campaign_worker.domain.model import AdProduct, Campaign, Status
 from campaign_worker.domain.serving import Hold, Verdict, serving_verdict, verdict_changed
 from campaign_worker.domain.settlement import DEFAULT_RULES, Account, MoneyRules, Statement
+from campaign_worker.service.envelope import OutboxMessage, event, to_wire
 from campaign_worker.service.inbound import DeleteAdProduct, Inbound, UpsertAdProduct
 from campaign_worker.service.notifications import notify_status_change
-from campaign_worker.service.outgoing import OutboxMessage, event, to_wire
 from campaign_worker.service.unit_of_work import HistoryEntry, LedgerRow, NotificationRequest
 
 log = logging.getLogger(__name__)

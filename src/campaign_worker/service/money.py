@@ -35,10 +35,10 @@ from campaign_worker.domain.settlement import (
     record_refund_result,
     retry_refund,
 )
+from campaign_worker.service.envelope import to_wire
 from campaign_worker.service.handlers import BatchContext, existing_campaign, refuse
 from campaign_worker.service.inbound import Inbound
 from campaign_worker.service.notifications import notify
-from campaign_worker.service.outgoing import to_wire
 from campaign_worker.service.parts import apply_signal
 from campaign_worker.service.unit_of_work import LedgerRow
 

@@ -40,7 +40,7 @@ from campaign_worker import topics
 from campaign_worker.domain.events import CampaignStatusChanged, Event
 from campaign_worker.domain.lifecycle import display_status
 from campaign_worker.domain.model import Campaign, Status, Trigger
-from campaign_worker.service.outgoing import OutboxMessage, event, to_wire
+from campaign_worker.service.envelope import OutboxMessage, event, to_wire
 from campaign_worker.service.unit_of_work import NotificationRequest
 
 if TYPE_CHECKING:

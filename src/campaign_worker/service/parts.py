@@ -28,10 +28,10 @@ from campaign_worker.domain.serving import (
     evolve_holds,
     hold_changes,
 )
+from campaign_worker.service.envelope import to_wire
 from campaign_worker.service.handlers import BatchContext, existing_campaign, refuse, schedule_view
 from campaign_worker.service.inbound import Inbound, UpsertAdProduct
 from campaign_worker.service.notifications import notify
-from campaign_worker.service.outgoing import to_wire
 from campaign_worker.service.unit_of_work import HistoryEntry
 
 

@@ -26,11 +26,11 @@ from campaign_worker.domain.commands import EndDue, StartDue
 from campaign_worker.domain.model import Actor, Role
 from campaign_worker.domain.settlement import DEFAULT_RULES, MoneyRules
 from campaign_worker.logs import log_context
+from campaign_worker.service.envelope import dead_letter
 from campaign_worker.service.handlers import BatchContext, flush_serving, products_needed
 from campaign_worker.service.inbound import Inbound, Item, Source, Undecodable, UpsertAdProduct
 from campaign_worker.service.money import needs_history
 from campaign_worker.service.notifications import notification_requested
-from campaign_worker.service.outgoing import dead_letter
 from campaign_worker.service.parts import new_campaign_ids
 from campaign_worker.service.routing import HANDLERS
 from campaign_worker.service.unit_of_work import (

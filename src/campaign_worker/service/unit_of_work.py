@@ -15,8 +15,8 @@ from campaign_worker.domain.ledger import LedgerEntry
 from campaign_worker.domain.model import AdProduct, Campaign, Status
 from campaign_worker.domain.serving import Hold
 from campaign_worker.domain.settlement import Account, Statement
+from campaign_worker.service.envelope import OutboxMessage
 from campaign_worker.service.inbound import Source
-from campaign_worker.service.outgoing import OutboxMessage
 
 
 @dataclass(frozen=True)

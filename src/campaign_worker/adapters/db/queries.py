@@ -17,7 +17,7 @@ from campaign_worker.adapters.db.tables import (
 from campaign_worker.adapters.db.uow import SqlUnitOfWork, row_to_campaign
 from campaign_worker.config import Settings
 from campaign_worker.domain.serving import serving_verdict
-from campaign_worker.service.outgoing import to_wire
+from campaign_worker.service.envelope import to_wire
 
 
 async def load_report(engine: AsyncEngine, campaign_id: uuid.UUID) -> dict[str, Any] | None:

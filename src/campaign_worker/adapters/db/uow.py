@@ -44,7 +44,7 @@ from campaign_worker.domain.model import (
 from campaign_worker.domain.money import Money
 from campaign_worker.domain.serving import Hold
 from campaign_worker.domain.settlement import Account, Statement
-from campaign_worker.service.outgoing import OutboxMessage
+from campaign_worker.service.envelope import OutboxMessage
 from campaign_worker.service.unit_of_work import (
     CampaignExtras,
     DeadLetterEntry,
