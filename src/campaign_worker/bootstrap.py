@@ -4,9 +4,13 @@ runs at import time."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable
+import os
+import random
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
@@ -18,7 +22,13 @@ from campaign_worker import topics
 from campaign_worker.adapters.db.errors import is_transient
 from campaign_worker.adapters.db.migrate import upgrade
 from campaign_worker.adapters.db.uow import SqlUnitOfWork
-from campaign_worker.adapters.kafka_client import client_kwargs, ensure_topics, faststream_security
+from campaign_worker.adapters.kafka_client import (
+    client_kwargs,
+    describe_error,
+    ensure_topics,
+    faststream_security,
+    probe,
+)
 from campaign_worker.adapters.lag import worker_probe
 from campaign_worker.adapters.mailer import Mailer
 from campaign_worker.adapters.metrics import Metrics
@@ -28,6 +38,7 @@ from campaign_worker.config import Settings
 from campaign_worker.entrypoints.http import HttpServer
 from campaign_worker.entrypoints.kafka import register_subscriber
 from campaign_worker.entrypoints.scheduler import DueScheduler
+from campaign_worker.logs import RedactingFilter, redact
 from campaign_worker.service.processor import Processor, RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -39,8 +50,33 @@ def build_engine(settings: Settings) -> AsyncEngine:
         pool_size=5,
         max_overflow=5,
         pool_pre_ping=True,
-        connect_args={"timeout": 10, "command_timeout": 60},
+        connect_args={"timeout": 10, "command_timeout": 60, **settings.postgres_connect_args},
     )
+
+
+def database_address(settings: Settings) -> str:
+    """host:port/db of DATABASE_URL, without the credentials (for log lines)."""
+    parts = urlsplit(settings.database_url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+
+
+@contextlib.contextmanager
+def _libpq_tls_environment(settings: Settings) -> Iterator[None]:
+    """The TLS files of DATABASE_URL as libpq's PGSSL* variables, which asyncpg honours, for
+    code that builds its engine from the URL alone (the Alembic environment)."""
+    names = {"sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY"}
+    saved = {env: os.environ.get(env) for env in names.values()}
+    for param, path in settings.postgres_tls.items():
+        if param in names:
+            os.environ[names[param]] = path
+    try:
+        yield
+    finally:
+        for env, value in saved.items():
+            if value is None:
+                os.environ.pop(env, None)
+            else:
+                os.environ[env] = value
 
 
 @dataclass
@@ -59,26 +95,54 @@ class Worker:
     scheduler: DueScheduler
     notifier: Notifier | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _startup: asyncio.Task[None] | None = None
+    _blocked: asyncio.Event = field(default_factory=asyncio.Event)  # an attempt failed
+    _started: set[str] = field(default_factory=set)
+    _running: bool = False
+    _pending: dict[str, str] = field(
+        default_factory=lambda: {"database": "not reached yet", "kafka": "not reached yet"}
+    )
 
     async def start(self, *, migrate: bool = True) -> None:
-        if migrate:
-            log.info("migrating the database schema")
-            await upgrade(self.settings.sqlalchemy_url)
-        if self.settings.create_topics:
-            await ensure_topics(
-                self.settings, [self.settings.topic(t) for t in topics.INBOUND + topics.OUTBOUND]
-            )
+        """Serve /healthz at once, then reach Postgres and Kafka, each retried with backoff
+        and one log line per attempt, and consume once both answer.
+
+        Returns when the worker runs, or as soon as a dependency is found missing: the start
+        then goes on in the background (`/readyz` is 503 and names what is missing) until it
+        succeeds or `stop()` ends it, so SIGTERM works while waiting."""
+        RedactingFilter.add_secrets(self.settings.secret_values())
         await self.http.start()
-        await self.producer.start()
+        self._started.add("http")
+        self._startup = asyncio.create_task(self._start(migrate), name="startup")
+        blocked = asyncio.create_task(self._blocked.wait())
+        try:
+            await asyncio.wait({self._startup, blocked}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            blocked.cancel()
+        if self._startup.done():
+            self._startup.result()
+
+    async def _start(self, migrate: bool) -> None:
+        db, kafka = database_address(self.settings), self.settings.kafka_bootstrap_servers
+        await self._until("database", f"Postgres at {db}", self._database_answers)
+        if migrate:
+            await self._until("database", f"the migration of Postgres at {db}", self._migrate)
+        await self._until("kafka", f"Kafka at {kafka}", self._kafka_answers)
+        await self._until(
+            "kafka", f"the relay's producer on Kafka at {kafka}", self._start_producer
+        )
         self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
-        await self.broker.start()
+        await self._until("kafka", f"the consumers on Kafka at {kafka}", self._start_broker)
         self._tasks.append(
             asyncio.create_task(worker_probe(self.settings, self.metrics).run(), name="lag-probe")
         )
         if self.settings.scheduler_enabled:
             self.scheduler.start()
+            self._started.add("scheduler")
         if self.notifier is not None and self.settings.notifier_enabled:
             self.notifier.start()
+            self._started.add("notifier")
+        self._running = True
         log.info(
             "campaign-worker running: group %s, topics %s, http :%d",
             self.settings.group_id,
@@ -86,28 +150,107 @@ class Worker:
             self.http.port,
         )
 
+    async def _until(self, check: str, what: str, step: Callable[[], Awaitable[None]]) -> None:
+        """Run `step` until it succeeds: exponential backoff with jitter, one line per failure."""
+        delay = self.settings.startup_backoff_initial_s
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await step()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                reason = redact(describe_error(error))
+                self._pending[check] = f"waiting for {what}: {reason}"
+                wait = delay * random.uniform(0.8, 1.2)
+                log.warning(
+                    "waiting for %s (attempt %d): %s; next attempt in %.1fs",
+                    what,
+                    attempt,
+                    reason,
+                    wait,
+                )
+                self._blocked.set()
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, self.settings.startup_backoff_max_s)
+                continue
+            if attempt > 1:
+                log.info("%s answers (after %d attempts)", what, attempt)
+            self._pending[check] = "ok"
+            return
+
+    async def _database_answers(self) -> None:
+        async with asyncio.timeout(10):
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+
+    async def _migrate(self) -> None:
+        log.info("migrating the database schema")
+        with _libpq_tls_environment(self.settings):
+            await upgrade(self.settings.sqlalchemy_url)
+
+    async def _kafka_answers(self) -> None:
+        await probe(self.settings)
+        if self.settings.create_topics:
+            async with asyncio.timeout(30):
+                await ensure_topics(
+                    self.settings,
+                    [self.settings.topic(t) for t in topics.INBOUND + topics.OUTBOUND],
+                )
+
+    async def _start_producer(self) -> None:
+        try:
+            async with asyncio.timeout(30):
+                await self.producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.producer.stop()
+            raise
+        self._started.add("producer")
+
+    async def _start_broker(self) -> None:
+        try:
+            async with asyncio.timeout(60):
+                await self.broker.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.broker.stop()
+            raise
+        self._started.add("broker")
+
     async def stop(self) -> None:
-        """Graceful: stop intake, let the batch in flight commit, drain the outbox, close."""
+        """Graceful: stop intake, let the batch in flight commit, drain the outbox, close.
+        Also ends a start still waiting for Postgres or Kafka."""
         self.stopping.set()
-        if self.notifier is not None:
+        if self._startup is not None and not self._startup.done():
+            self._startup.cancel()
+            await asyncio.gather(self._startup, return_exceptions=True)
+        started = self._started
+        if self.notifier is not None and "notifier" in started:
             self.notifier.request_stop()  # finishes (and records) only the email in flight
         # budget shares add up to 0.9 of shutdown_timeout_s (25 s by default), so the
         # process exits within the contract's 30 s even when every step uses its share
         timeout = self.settings.shutdown_timeout_s
-        await self.scheduler.stop(timeout * 0.1)
-        try:
-            await asyncio.wait_for(self.broker.stop(), timeout * 0.4)
-        except TimeoutError:
-            log.warning("consumers did not stop within %.1fs", timeout * 0.4)
-        if self.notifier is not None:
+        if "scheduler" in started:
+            await self.scheduler.stop(timeout * 0.1)
+        if "broker" in started:
+            try:
+                await asyncio.wait_for(self.broker.stop(), timeout * 0.4)
+            except TimeoutError:
+                log.warning("consumers did not stop within %.1fs", timeout * 0.4)
+        if self.notifier is not None and "notifier" in started:
             await self.notifier.stop(timeout * 0.1)
-        await self.relay.drain(timeout * 0.2)
+        if "producer" in started:
+            await self.relay.drain(timeout * 0.2)
         for task in self._tasks:
             task.cancel()
         await self._bounded(asyncio.gather(*self._tasks, return_exceptions=True), 1.0, "tasks")
-        await self._bounded(self.producer.stop(), timeout * 0.1, "producer")
+        if "producer" in started:
+            await self._bounded(self.producer.stop(), timeout * 0.1, "producer")
         await self._bounded(self.http.stop(), 1.0, "http server")
         await self._bounded(self.engine.dispose(), 1.0, "database pool")
+        self._running = False
         log.info("campaign-worker stopped")
 
     @staticmethod
@@ -118,6 +261,10 @@ class Worker:
             log.warning("%s did not stop within %.1fs; going on", what, seconds)
 
     async def readiness(self) -> dict[str, str]:
+        """ "ok" per check, or what is wrong; while starting, what the start waits for."""
+        if not self._running:
+            waiting = {**self._pending, "consumers": "starting"}
+            return {k: redact(v)[:300] for k, v in waiting.items()}
         checks: dict[str, str] = {}
         try:
             async with asyncio.timeout(2):
@@ -125,13 +272,13 @@ class Worker:
                     await conn.execute(text("SELECT 1"))
             checks["database"] = "ok"
         except Exception as error:
-            checks["database"] = f"{type(error).__name__}: {error}"[:300]
+            checks["database"] = redact(describe_error(error))[:300]
         try:
             async with asyncio.timeout(2):
                 await self.producer.client.fetch_all_metadata()
             checks["kafka"] = "ok"
         except Exception as error:
-            checks["kafka"] = f"{type(error).__name__}: {error}"[:300] or "unreachable"
+            checks["kafka"] = redact(describe_error(error))[:300] or "unreachable"
         return checks
 
 
@@ -161,7 +308,7 @@ def build_worker(settings: Settings) -> Worker:
             port=settings.smtp_port,
             sender=settings.smtp_from,
             username=settings.smtp_username,
-            password=settings.smtp_password,
+            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
             starttls=settings.smtp_starttls,
             timeout_s=settings.smtp_timeout_s,
             cafile=settings.smtp_cafile,

@@ -2,15 +2,66 @@
 
 from __future__ import annotations
 
+import os
+import ssl
 from decimal import Decimal
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 
 def _env(name: str) -> AliasChoices:
     return AliasChoices(name, name.lower())
+
+
+FILE_SETTINGS = {
+    "database_url": "DATABASE_URL",
+    "database_password": "DATABASE_PASSWORD",
+    "kafka_sasl_username": "KAFKA_SASL_USERNAME",
+    "kafka_sasl_password": "KAFKA_SASL_PASSWORD",
+    "kafka_ssl_key_password": "KAFKA_SSL_KEY_PASSWORD",
+    "smtp_username": "SMTP_USERNAME",
+    "smtp_password": "SMTP_PASSWORD",
+}
+"""Settings that may also be read from a file named by `<NAME>_FILE` (mounted secrets)."""
+
+POSTGRES_TLS_PARAMS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+"""libpq's TLS parameters in DATABASE_URL; asyncpg takes them as an SSL context instead."""
+
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+class FileSecretsSource(PydanticBaseSettingsSource):
+    """`DATABASE_URL_FILE=/run/secrets/db-url` and the like: the file's content (without the
+    trailing newline) is the setting. Setting both `X` and `X_FILE` is an error."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything happens in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        environ = {k.upper(): v for k, v in os.environ.items()}
+        for field_name, env in FILE_SETTINGS.items():
+            path = environ.get(f"{env}_FILE")
+            if not path:
+                continue
+            if environ.get(env):
+                raise ValueError(f"set either {env} or {env}_FILE, not both")
+            try:
+                values[field_name] = Path(path).read_text().rstrip("\r\n")
+            except OSError as error:
+                raise ValueError(
+                    f"{env}_FILE={path}: cannot read it ({error.strerror or error})"
+                ) from None
+        return values
 
 
 class Settings(BaseSettings):
@@ -25,6 +76,14 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "postgresql://campaign_worker:campaign_worker@localhost:5432/campaign_worker",
         validation_alias=_env("DATABASE_URL"),
+        repr=False,  # it may hold the password
+        description="libpq-style URL; `?sslmode=verify-full&sslrootcert=CA` for TLS "
+        "(also sslcert, sslkey for a client certificate).",
+    )
+    database_password: SecretStr | None = Field(
+        None,
+        validation_alias=_env("DATABASE_PASSWORD"),
+        description="Password for DATABASE_URL's user, when the URL carries none.",
     )
 
     kafka_bootstrap_servers: str = Field(
@@ -35,8 +94,19 @@ class Settings(BaseSettings):
     )
     kafka_sasl_mechanism: str | None = Field(None, validation_alias=_env("KAFKA_SASL_MECHANISM"))
     kafka_sasl_username: str | None = Field(None, validation_alias=_env("KAFKA_SASL_USERNAME"))
-    kafka_sasl_password: str | None = Field(None, validation_alias=_env("KAFKA_SASL_PASSWORD"))
+    kafka_sasl_password: SecretStr | None = Field(
+        None, validation_alias=_env("KAFKA_SASL_PASSWORD")
+    )
     kafka_ssl_cafile: str | None = Field(None, validation_alias=_env("KAFKA_SSL_CAFILE"))
+    kafka_ssl_certfile: str | None = Field(
+        None,
+        validation_alias=_env("KAFKA_SSL_CERTFILE"),
+        description="Client certificate (PEM) for mutual TLS; with KAFKA_SSL_KEYFILE.",
+    )
+    kafka_ssl_keyfile: str | None = Field(None, validation_alias=_env("KAFKA_SSL_KEYFILE"))
+    kafka_ssl_key_password: SecretStr | None = Field(
+        None, validation_alias=_env("KAFKA_SSL_KEY_PASSWORD")
+    )
     kafka_idempotent_producer: bool = Field(
         True,
         validation_alias=_env("CAMPAIGN_WORKER_KAFKA_IDEMPOTENCE"),
@@ -47,7 +117,7 @@ class Settings(BaseSettings):
     smtp_host: str = Field("localhost", validation_alias=_env("SMTP_HOST"))
     smtp_port: int = Field(25, validation_alias=_env("SMTP_PORT"))
     smtp_username: str | None = Field(None, validation_alias=_env("SMTP_USERNAME"))
-    smtp_password: str | None = Field(None, validation_alias=_env("SMTP_PASSWORD"))
+    smtp_password: SecretStr | None = Field(None, validation_alias=_env("SMTP_PASSWORD"))
     smtp_starttls: bool = Field(False, validation_alias=_env("SMTP_STARTTLS"))
     smtp_from: str = Field("campaign-worker@localhost", validation_alias=_env("SMTP_FROM"))
 
@@ -105,6 +175,18 @@ class Settings(BaseSettings):
         500, gt=0, validation_alias=_env("CAMPAIGN_WORKER_SCHEDULER_BATCH_SIZE")
     )
     scheduler_enabled: bool = Field(True, validation_alias=_env("CAMPAIGN_WORKER_SCHEDULER"))
+    startup_backoff_initial_s: float = Field(
+        0.5,
+        gt=0,
+        validation_alias=_env("CAMPAIGN_WORKER_STARTUP_BACKOFF_INITIAL_S"),
+        description="First wait between attempts to reach Kafka or Postgres at start.",
+    )
+    startup_backoff_max_s: float = Field(
+        10.0,
+        gt=0,
+        validation_alias=_env("CAMPAIGN_WORKER_STARTUP_BACKOFF_MAX_S"),
+        description="Longest wait between attempts (the wait doubles up to it).",
+    )
     shutdown_timeout_s: float = Field(
         25.0, gt=0, validation_alias=_env("CAMPAIGN_WORKER_SHUTDOWN_TIMEOUT_S")
     )
@@ -166,21 +248,101 @@ class Settings(BaseSettings):
         1.0, gt=0, validation_alias=_env("CAMPAIGN_WORKER_NOTIFIER_POLL_INTERVAL_S")
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            FileSecretsSource(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
+
     @field_validator("database_url")
     @classmethod
     def _postgres_only(cls, value: str) -> str:
+        # never echo the value: it may hold the password
         scheme = value.split("://", 1)[0]
-        if scheme not in {"postgresql", "postgres", "postgresql+asyncpg"}:
+        if scheme not in {"postgresql", "postgres", "postgresql+asyncpg"} or "://" not in value:
             raise ValueError(
-                f"DATABASE_URL must be postgresql://user:pass@host:port/db, got scheme {scheme!r}"
+                "DATABASE_URL must be postgresql://user:pass@host:port/db"
+                f"{f', got scheme {scheme!r}' if '://' in value else ''}"
             )
+        query = dict(parse_qsl(urlsplit(value).query))
+        if query.get("sslmode", "disable") not in _SSLMODES:
+            raise ValueError(f"DATABASE_URL sslmode must be one of {', '.join(_SSLMODES)}")
         return value
 
     @property
     def sqlalchemy_url(self) -> str:
-        """The DSN with the asyncpg driver named, as SQLAlchemy wants it."""
-        rest = self.database_url.split("://", 1)[1]
-        return f"postgresql+asyncpg://{rest}"
+        """The DSN with the asyncpg driver named, as SQLAlchemy wants it: the password of
+        DATABASE_PASSWORD put in, libpq's TLS parameters taken out (asyncpg gets them as
+        `postgres_connect_args`) except `sslmode`, which asyncpg understands as `ssl`."""
+        parts = urlsplit(self.database_url)
+        netloc = parts.netloc
+        if self.database_password is not None and "@" in netloc:
+            userinfo, _, hostport = netloc.rpartition("@")
+            if ":" not in userinfo:
+                secret = quote(self.database_password.get_secret_value(), safe="")
+                netloc = f"{userinfo}:{secret}@{hostport}"
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k not in POSTGRES_TLS_PARAMS]
+        mode = dict(parse_qsl(parts.query)).get("sslmode")
+        if mode is not None:
+            query.append(("ssl", mode))
+        return urlunsplit(
+            ("postgresql+asyncpg", netloc, parts.path, urlencode(query), parts.fragment)
+        )
+
+    @property
+    def postgres_tls(self) -> dict[str, str]:
+        """libpq TLS parameters of DATABASE_URL (sslmode, sslrootcert, sslcert, sslkey)."""
+        query = dict(parse_qsl(urlsplit(self.database_url).query))
+        return {k: unquote(query[k]) for k in POSTGRES_TLS_PARAMS if k in query}
+
+    @property
+    def postgres_connect_args(self) -> dict[str, Any]:
+        """asyncpg `connect()` arguments for DATABASE_URL's TLS parameters, with libpq's
+        meaning: verify-full checks the chain and the host name, verify-ca the chain only,
+        require/prefer/allow encrypt without checking; sslrootcert defaults to
+        PGSSLROOTCERT, then the system CAs."""
+        tls = self.postgres_tls
+        mode = tls.get("sslmode")
+        if mode is None or mode == "disable":
+            return {}
+        if mode in ("allow", "prefer", "require") and "sslcert" not in tls:
+            return {"ssl": mode}  # asyncpg's own handling, fallback to plain text included
+        cafile = tls.get("sslrootcert") or os.environ.get("PGSSLROOTCERT") or None
+        context = ssl.create_default_context(cafile=cafile)
+        context.check_hostname = mode == "verify-full"
+        if mode in ("allow", "prefer", "require"):
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if "sslcert" in tls:
+            context.load_cert_chain(tls["sslcert"], tls.get("sslkey"))
+        return {"ssl": context}
+
+    def secret_values(self) -> list[str]:
+        """Every secret this process knows, for redaction (logs, readiness output)."""
+        found: list[str] = []
+        for secret in (
+            self.database_password,
+            self.kafka_sasl_password,
+            self.kafka_ssl_key_password,
+            self.smtp_password,
+        ):
+            if secret is not None and secret.get_secret_value():
+                found.append(secret.get_secret_value())
+        password = urlsplit(self.database_url).password
+        if password:
+            found += [password, unquote(password)]
+        return sorted(set(found), key=len, reverse=True)
 
     def topic(self, name: str) -> str:
         """Physical topic name for a contract topic name."""

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -52,6 +53,46 @@ class ContextFilter(logging.Filter):
         for name, value in (_bound.get() or {}).items():
             if not hasattr(record, name):
                 setattr(record, name, value)
+        return True
+
+
+_EMAIL = re.compile(r"([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-])[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]*@([\w.-]+)")
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with every known secret replaced by *** and email addresses masked
+    (ada@example.com -> a***@example.com)."""
+    for secret in secrets or RedactingFilter.secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return _EMAIL.sub(r"\1***@\2", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Last filter of the handler: no password, no email address leaves in a log line.
+
+    `RedactingFilter.secrets` is filled by the composition root from the settings."""
+
+    secrets: tuple[str, ...] = ()
+
+    @classmethod
+    def add_secrets(cls, values: Iterable[str]) -> None:
+        found = {*cls.secrets, *(v for v in values if v)}
+        cls.secrets = tuple(sorted(found, key=len, reverse=True))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        for name in FIELDS:
+            value = getattr(record, name, None)
+            if isinstance(value, str):
+                setattr(record, name, redact(value))
+        if record.exc_info and record.exc_info[1] is not None:
+            text = logging.Formatter().formatException(record.exc_info)
+            if (clean := redact(text)) != text:
+                record.exc_info, record.exc_text = None, clean
         return True
 
 
@@ -101,6 +142,7 @@ def setup_logging(level: str, fmt: str | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(ContextFilter())
+    handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -3,12 +3,20 @@ the relay's producer, the admin client), and topic creation."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    UnsupportedSaslMechanismError,
+)
 from faststream.security import (
     BaseSecurity,
     SASLPlaintext,
@@ -22,9 +30,24 @@ log = logging.getLogger(__name__)
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """TLS for SSL and SASL_SSL: the broker's chain and host name checked against
+    KAFKA_SSL_CAFILE (system CAs when unset), and a client certificate for mutual TLS."""
     if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
         return None
-    return ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+    context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+    if settings.kafka_ssl_certfile:
+        key_password = settings.kafka_ssl_key_password
+        context.load_cert_chain(
+            settings.kafka_ssl_certfile,
+            settings.kafka_ssl_keyfile,
+            password=key_password.get_secret_value() if key_password else None,
+        )
+    return context
+
+
+def _sasl_password(settings: Settings) -> str:
+    secret = settings.kafka_sasl_password
+    return secret.get_secret_value() if secret is not None else ""
 
 
 def client_kwargs(settings: Settings) -> dict[str, Any]:
@@ -39,7 +62,7 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
     if settings.kafka_security_protocol.startswith("SASL"):
         kwargs["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
         kwargs["sasl_plain_username"] = settings.kafka_sasl_username
-        kwargs["sasl_plain_password"] = settings.kafka_sasl_password
+        kwargs["sasl_plain_password"] = _sasl_password(settings)
     return kwargs
 
 
@@ -47,7 +70,7 @@ def faststream_security(settings: Settings) -> BaseSecurity | None:
     context = _ssl_context(settings)
     if not settings.kafka_security_protocol.startswith("SASL"):
         return BaseSecurity(ssl_context=context) if context else None
-    user, password = settings.kafka_sasl_username or "", settings.kafka_sasl_password or ""
+    user, password = settings.kafka_sasl_username or "", _sasl_password(settings)
     mechanism = (settings.kafka_sasl_mechanism or "PLAIN").upper()
     use_ssl = context is not None
     if mechanism == "PLAIN":
@@ -90,3 +113,57 @@ async def ensure_topics(settings: Settings, names: list[str]) -> list[str]:
         return missing
     finally:
         await admin.close()
+
+
+def bootstrap_hosts(settings: Settings) -> list[tuple[str, int]]:
+    hosts: list[tuple[str, int]] = []
+    for entry in settings.kafka_bootstrap_servers.split(","):
+        host, _, port = entry.strip().rpartition(":")
+        if entry.strip():
+            hosts.append((host.strip("[]") or entry.strip(), int(port) if port.isdigit() else 9092))
+    return hosts
+
+
+def describe_error(error: BaseException) -> str:
+    """One line naming what went wrong, for operators (authentication, certificate, refused)."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"TLS certificate not trusted: {error.verify_message or error.reason}"
+    if isinstance(error, ssl.SSLError):
+        return f"TLS handshake failed: {error.reason or error}"
+    if isinstance(
+        error, SaslAuthenticationFailed | AuthenticationFailedError | UnsupportedSaslMechanismError
+    ):
+        return f"SASL authentication failed: {error}"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+async def probe(settings: Settings, timeout_s: float = 10.0) -> None:
+    """Open one authenticated connection to a bootstrap server (TLS handshake and SASL
+    included), so that a wrong password or an untrusted certificate is named as such
+    instead of aiokafka's generic "Unable to bootstrap". Raises KafkaUnreachable."""
+    kwargs = client_kwargs(settings)
+    kwargs.pop("bootstrap_servers")
+    problems: list[str] = []
+    for host, port in bootstrap_hosts(settings):
+        try:
+            async with asyncio.timeout(timeout_s):
+                conn = await create_conn(
+                    host,
+                    port,
+                    client_id="campaign-worker-probe",
+                    request_timeout_ms=int(timeout_s * 1000),
+                    **kwargs,
+                )
+        except (OSError, KafkaError, TimeoutError) as error:
+            problems.append(f"{host}:{port}: {describe_error(error)}")
+            continue
+        conn.close()
+        return
+    raise KafkaUnreachable("; ".join(problems) or "no bootstrap server configured")
+
+
+class KafkaUnreachable(ConnectionError):
+    """No bootstrap server took an authenticated connection."""
