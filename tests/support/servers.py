@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from campaign_worker import devservices
@@ -464,5 +465,247 @@ def _local_kafka() -> Iterator[str]:
         finally:
             devservices.stop_process(proc)
     finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(workdir)
+
+
+# --------------------------------------------------------------------------------------
+# A second, controllable Kafka: fixed ports, stop/start/restart, optional TLS + SASL + ACLs
+# --------------------------------------------------------------------------------------
+
+
+def _openssl(workdir: Path, *args: str) -> None:
+    result = subprocess.run(
+        [_tool("openssl"), *args],
+        cwd=workdir,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise ServerStartError(f"openssl {args[0]} failed: {result.stderr.decode()[-2000:]}")
+
+
+class TestPki:
+    """A test CA made on the spot, with a server certificate for localhost/127.0.0.1 and
+    client certificates (PEM, unencrypted PKCS#8 keys), plus a second CA nobody trusts."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.ca = self._ca("ca", "campaign-worker test CA")
+        self.other_ca = self._ca("other-ca", "a CA nobody trusts")
+        self.server_cert, self.server_key = self.issue("server", "localhost", server=True)
+
+    def _ca(self, name: str, cn: str) -> Path:
+        _openssl(self.dir, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                 "-keyout", f"{name}.key", "-out", f"{name}.pem", "-subj", f"/CN={cn}",
+                 "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
+        return self.dir / f"{name}.pem"
+
+    def issue(
+        self, name: str, cn: str, *, server: bool = False, ca: str = "ca"
+    ) -> tuple[Path, Path]:
+        """(certificate, key) signed by the test CA (or `ca="other-ca"`)."""
+        ext = self.dir / f"{name}.ext"
+        usage = "serverAuth" if server else "clientAuth"
+        san = "subjectAltName=DNS:localhost,IP:127.0.0.1\n" if server else ""
+        ext.write_text(f"{san}extendedKeyUsage={usage}\nbasicConstraints=CA:FALSE\n")
+        _openssl(self.dir, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.rsa",
+                 "-out", f"{name}.csr", "-subj", f"/CN={cn}")  # fmt: skip
+        _openssl(self.dir, "pkcs8", "-topk8", "-nocrypt", "-in", f"{name}.rsa",
+                 "-out", f"{name}.key")  # fmt: skip
+        _openssl(self.dir, "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem",
+                 "-CAkey", f"{ca}.key", "-CAcreateserial", "-days", "2",
+                 "-extfile", ext.name, "-out", f"{name}.pem")  # fmt: skip
+        return self.dir / f"{name}.pem", self.dir / f"{name}.key"
+
+    def keystore(self, name: str, cert: Path, key: Path) -> Path:
+        """A PEM keystore for Kafka: the private key followed by the certificate."""
+        path = self.dir / f"{name}.keystore.pem"
+        path.write_text(key.read_text() + cert.read_text())
+        return path
+
+
+@dataclass
+class KafkaUser:
+    name: str
+    password: str
+
+
+@dataclass
+class SecureListeners:
+    """Where the secured Kafka listens: SASL_SSL (SCRAM-SHA-512 and PLAIN) and SSL with
+    required client certificates; `admin` is a super user, `users` are ordinary ones."""
+
+    sasl_ssl: str
+    ssl: str
+    pki: TestPki
+    admin: KafkaUser
+    users: dict[str, KafkaUser]
+
+
+class LocalKafka:
+    """Apache Kafka in KRaft combined mode on ports fixed at construction, so that it can
+    be started after a worker, stopped and restarted with its data. With `secure=True` its
+    client listeners are SASL_SSL and SSL (mTLS) only, behind the StandardAuthorizer."""
+
+    def __init__(self, workdir: Path, *, secure: bool = False, users: tuple[str, ...] = ()) -> None:
+        self.workdir = workdir
+        self.version = _kafka_version()
+        self.libs = _kafka_jars(self.version)
+        ports: set[int] = set()
+        while len(ports) < 4:
+            ports.add(devservices.free_port())
+        self.port, self.controller_port, self.sasl_port, self.ssl_port = sorted(ports)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.secure: SecureListeners | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "log4j2.xml").write_text(_LOG4J2_XML.format(log_file=workdir / "server.log"))
+        properties = _server_properties(workdir, self.port, self.controller_port)
+        scram: list[str] = []
+        if secure:
+            pki = TestPki(workdir / "pki")
+            admin = KafkaUser("admin", f"admin-{uuid.uuid4().hex[:12]}")
+            accounts = {u: KafkaUser(u, f"{u}-{uuid.uuid4().hex[:12]}") for u in users}
+            self.secure = SecureListeners(
+                sasl_ssl=f"localhost:{self.sasl_port}",
+                ssl=f"localhost:{self.ssl_port}",
+                pki=pki,
+                admin=admin,
+                users=accounts,
+            )
+            properties = self._secure_properties(properties, pki, [admin, *accounts.values()])
+            scram = [
+                arg
+                for user in (admin, *accounts.values())
+                for arg in (
+                    "--add-scram",
+                    f"SCRAM-SHA-512=[name={user.name},password={user.password}]",
+                )
+            ]
+        self.properties = workdir / "server.properties"
+        self.properties.write_text(properties)
+        format_log = workdir / "format.log"
+        with format_log.open("wb") as out:
+            formatted = subprocess.run(
+                _java_argv(self.libs, workdir, "256m", "kafka.tools.StorageTool",
+                           "format", "--cluster-id", _new_cluster_id(),
+                           "--config", str(self.properties), *scram),
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                timeout=120, check=False,
+            )  # fmt: skip
+        if formatted.returncode != 0:
+            raise ServerStartError(
+                "kafka: step 'format the storage' failed\n" + devservices.log_tail(format_log)
+            )
+
+    @property
+    def bootstrap(self) -> str:
+        """The PLAINTEXT listener (internal only when secure: the authorizer's super user)."""
+        return f"127.0.0.1:{self.port}"
+
+    def _secure_properties(self, base: str, pki: TestPki, users: list[KafkaUser]) -> str:
+        keystore = pki.keystore("server", pki.server_cert, pki.server_key)
+        plain_users = " ".join(f'user_{u.name}="{u.password}"' for u in users)
+        settings = {
+            "listeners": (
+                f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port},"
+                f"SASL_SSL://localhost:{self.sasl_port},SSL://localhost:{self.ssl_port}"
+            ),
+            "advertised.listeners": (
+                f"PLAINTEXT://127.0.0.1:{self.port},"
+                f"SASL_SSL://localhost:{self.sasl_port},SSL://localhost:{self.ssl_port}"
+            ),
+            "listener.security.protocol.map": (
+                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL"
+            ),
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512,PLAIN",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            "listener.name.sasl_ssl.plain.sasl.jaas.config": (
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};"
+            ),
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(pki.ca),
+            "listener.name.ssl.ssl.client.auth": "required",
+            "ssl.principal.mapping.rules": "RULE:^CN=([^,]+).*$/$1/,DEFAULT",
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            # the broker's own listeners (inter-broker, controller) are PLAINTEXT on loopback
+            "super.users": "User:admin;User:ANONYMOUS",
+            "allow.everyone.if.no.acl.found": "false",
+            "auto.create.topics.enable": "false",
+        }
+        lines = [
+            line
+            for line in base.splitlines()
+            if line.split("=", 1)[0] not in settings and line.strip()
+        ]
+        return "\n".join([*lines, *(f"{k}={v}" for k, v in settings.items())]) + "\n"
+
+    def start(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        started = time.monotonic()
+        out = (self.workdir / "kafka.out").open("ab")
+        with out:
+            self.proc = subprocess.Popen(
+                _java_argv(self.libs, self.workdir, "512m", "kafka.Kafka", str(self.properties)),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            devservices.wait_for_kafka(
+                self.bootstrap, timeout=KAFKA_START_TIMEOUT, process=self.proc
+            )
+        except RuntimeError as exc:
+            self.stop()
+            raise ServerStartError(
+                f"kafka: second broker did not start: {exc}\n"
+                + devservices.log_tail(self.workdir / "server.log")
+            ) from exc
+        _say(f"kafka: second broker at {self.bootstrap} up in {time.monotonic() - started:.1f}s")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            devservices.stop_process(self.proc)
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def java_tool(self, main_class: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+        """Run one of Kafka's command-line tools (e.g. kafka.admin.AclCommand) from the jars."""
+        return subprocess.run(
+            _java_argv(self.libs, self.workdir, "256m", main_class, *args),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+
+
+@contextmanager
+def local_kafka(*, secure: bool = False, users: tuple[str, ...] = ()) -> Iterator[LocalKafka]:
+    """A second Apache Kafka for tests that stop, start or secure it (not started yet: call
+    `.start()`); removed with its data afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix="campaign-worker-kafka2-"))
+    kafka: LocalKafka | None = None
+    try:
+        kafka = LocalKafka(workdir, secure=secure, users=users)
+        yield kafka
+    finally:
+        if kafka is not None:
+            kafka.stop()
         with contextlib.suppress(OSError):
             shutil.rmtree(workdir)
