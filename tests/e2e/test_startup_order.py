@@ -142,6 +142,15 @@ async def _processes_a_command(kafka: str, database_url: str, prefix: str) -> No
     await up.start()
     try:
         await up.send("campaign.catalog", product_event())
+
+        async def product_stored() -> bool:
+            conn = await asyncpg.connect(database_url)
+            try:
+                return bool(await conn.fetchval("SELECT count(*) FROM ad_products"))
+            finally:
+                await conn.close()
+
+        await eventually(product_stored, timeout=60, interval=0.3)
         cid = str(uuid.uuid4())
         await up.send("campaign.commands", create_event(cid))
     finally:
