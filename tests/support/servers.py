@@ -709,3 +709,46 @@ def local_kafka(*, secure: bool = False, users: tuple[str, ...] = ()) -> Iterato
             kafka.stop()
         with contextlib.suppress(OSError):
             shutil.rmtree(workdir)
+
+
+def kafka_tools_classpath(version: str | None = None) -> str:
+    """Classpath of Kafka's command-line tools (org.apache.kafka.tools.*, e.g. AclCommand),
+    downloaded once from Maven Central next to the broker jars."""
+    version = version or _kafka_version()
+    cache = _cache_root() / f"kafka-{version}" / "tools"
+    libs = cache / "libs"
+    marker = cache / "COMPLETE"
+    if not (marker.exists() and libs.is_dir()):
+        cache.mkdir(parents=True, exist_ok=True)
+        with (cache / ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not marker.exists():
+                _say(f"kafka: downloading the Kafka {version} tools jars into {cache}")
+                pom = _POM.format(version=version).replace(
+                    "<artifactId>kafka_2.13</artifactId>", "<artifactId>kafka-tools</artifactId>"
+                )
+                (cache / "pom.xml").write_text(pom)
+                partial = cache / "libs.partial"
+                shutil.rmtree(partial, ignore_errors=True)
+                _run_maven(
+                    cache,
+                    ["dependency:copy-dependencies", f"-DoutputDirectory={partial}"],
+                    "download the Kafka tools jars",
+                )
+                shutil.rmtree(libs, ignore_errors=True)
+                partial.rename(libs)
+                marker.write_text(f"{version}\n")
+    return f"{libs}/*"
+
+
+def kafka_acls_command(workdir: Path) -> str:
+    """A `kafka-acls.sh` stand-in (a shell script in `workdir`) running AclCommand from the
+    tools jars, for deploy/kafka-acls.sh's KAFKA_ACLS."""
+    script = workdir / "kafka-acls"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"exec '{_tool('java')}' -Xmx256m -cp '{kafka_tools_classpath()}' "
+        '-Dlog4j2.level=WARN org.apache.kafka.tools.AclCommand "$@"\n'
+    )
+    script.chmod(0o755)
+    return str(script)

@@ -9,7 +9,7 @@ import ssl
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.conn import create_conn
+from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.errors import (
     AuthenticationFailedError,
     KafkaError,
@@ -17,6 +17,7 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
     UnsupportedSaslMechanismError,
 )
+from aiokafka.protocol.metadata import MetadataRequest
 from faststream.security import (
     BaseSecurity,
     SASLPlaintext,
@@ -115,15 +116,6 @@ async def ensure_topics(settings: Settings, names: list[str]) -> list[str]:
         await admin.close()
 
 
-def bootstrap_hosts(settings: Settings) -> list[tuple[str, int]]:
-    hosts: list[tuple[str, int]] = []
-    for entry in settings.kafka_bootstrap_servers.split(","):
-        host, _, port = entry.strip().rpartition(":")
-        if entry.strip():
-            hosts.append((host.strip("[]") or entry.strip(), int(port) if port.isdigit() else 9092))
-    return hosts
-
-
 def describe_error(error: BaseException) -> str:
     """One line naming what went wrong, for operators (authentication, certificate, refused)."""
     if isinstance(error, ssl.SSLCertVerificationError):
@@ -147,7 +139,7 @@ async def probe(settings: Settings, timeout_s: float = 10.0) -> None:
     kwargs = client_kwargs(settings)
     kwargs.pop("bootstrap_servers")
     problems: list[str] = []
-    for host, port in bootstrap_hosts(settings):
+    for host, port, _ in collect_hosts(settings.kafka_bootstrap_servers):
         try:
             async with asyncio.timeout(timeout_s):
                 conn = await create_conn(
@@ -157,10 +149,15 @@ async def probe(settings: Settings, timeout_s: float = 10.0) -> None:
                     request_timeout_ms=int(timeout_s * 1000),
                     **kwargs,
                 )
+                try:
+                    # a request too: with TLS 1.3 a refused client certificate only shows
+                    # once the broker answers (or rather, closes instead of answering)
+                    await conn.send(MetadataRequest([]))
+                finally:
+                    conn.close()
         except (OSError, KafkaError, TimeoutError) as error:
             problems.append(f"{host}:{port}: {describe_error(error)}")
             continue
-        conn.close()
         return
     raise KafkaUnreachable("; ".join(problems) or "no bootstrap server configured")
 
