@@ -71,7 +71,10 @@ class Settings(BaseSettings):
     own knobs carry the `CAMPAIGN_WORKER_` prefix.
     """
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # hide_input_in_errors: a rejected value (a URL with its password) is never echoed
+    model_config = SettingsConfigDict(
+        extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     database_url: str = Field(
         "postgresql://campaign_worker:campaign_worker@localhost:5432/campaign_worker",
