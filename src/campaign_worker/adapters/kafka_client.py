@@ -12,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.errors import (
     AuthenticationFailedError,
+    KafkaConnectionError,
     KafkaError,
     SaslAuthenticationFailed,
     TopicAlreadyExistsError,
@@ -126,6 +127,8 @@ def describe_error(error: BaseException) -> str:
         error, SaslAuthenticationFailed | AuthenticationFailedError | UnsupportedSaslMechanismError
     ):
         return f"SASL authentication failed: {error}"
+    if isinstance(error, KafkaUnreachable):
+        return str(error)
     if isinstance(error, ConnectionRefusedError):
         return "connection refused"
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
@@ -150,11 +153,25 @@ async def probe(settings: Settings, timeout_s: float = 10.0) -> None:
                     **kwargs,
                 )
                 try:
-                    # a request too: with TLS 1.3 a refused client certificate only shows
-                    # once the broker answers (or rather, closes instead of answering)
                     await conn.send(MetadataRequest([]))
                 finally:
                     conn.close()
+        except KafkaConnectionError as error:
+            # With TLS 1.3 the client's handshake completes before the broker checks the
+            # client certificate; a refused one shows as the connection closing at the
+            # first request.
+            if settings.kafka_security_protocol == "SSL" and "closed" in str(error):
+                problems.append(
+                    f"{host}:{port}: the broker closed the connection after the TLS "
+                    + (
+                        "handshake: it does not accept this client certificate (KAFKA_SSL_CERTFILE)"
+                        if settings.kafka_ssl_certfile
+                        else "handshake: it wants a client certificate (KAFKA_SSL_CERTFILE)"
+                    )
+                )
+            else:
+                problems.append(f"{host}:{port}: {describe_error(error)}")
+            continue
         except (OSError, KafkaError, TimeoutError) as error:
             problems.append(f"{host}:{port}: {describe_error(error)}")
             continue
