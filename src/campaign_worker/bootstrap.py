@@ -27,8 +27,10 @@ from campaign_worker.adapters.outbox import OutboxRelay
 from campaign_worker.config import Settings
 from campaign_worker.entrypoints.http import HttpServer
 from campaign_worker.entrypoints.kafka import register_subscriber
+from campaign_worker.entrypoints.messages import INBOUND_TYPES
 from campaign_worker.entrypoints.scheduler import DueScheduler
 from campaign_worker.service.processor import Processor, RetryPolicy
+from campaign_worker.service.routing import check_routes
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +138,8 @@ class Worker:
 
 
 def build_worker(settings: Settings) -> Worker:
+    # every inbound type's command has its one handler, or the worker does not start
+    check_routes(spec.command for spec in INBOUND_TYPES.values())
     metrics = Metrics()
     engine = build_engine(settings)
     stopping = asyncio.Event()

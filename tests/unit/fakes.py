@@ -8,9 +8,7 @@ from datetime import datetime
 from typing import Self
 from uuid import UUID
 
-from campaign_worker.domain.creatives import Creative
-from campaign_worker.domain.duplication import CategoryState
-from campaign_worker.domain.model import AdProduct, Campaign, Status
+from campaign_worker.domain.model import AdProduct, Campaign, CategoryState, Creative, Status
 from campaign_worker.domain.serving import Hold
 from campaign_worker.domain.settlement import Account, Statement
 from campaign_worker.service.envelope import OutboxMessage

@@ -11,32 +11,40 @@ from uuid import uuid4
 
 import pytest
 
-from campaign_worker.domain.creatives import (
-    CREATIVE_ACTIONS,
+from campaign_worker.domain.commands import (
     ApproveCreative,
     CreateCreative,
-    Creative,
-    CreativeAction,
     CreativeCommand,
-    CreativeContent,
-    CreativeDeleted,
-    CreativeEvent,
-    CreativeRegistered,
-    CreativeStatus,
-    CreativeStatusChanged,
-    CreativeUpdated,
     DeleteCreative,
     PauseCreative,
     RejectCreative,
     ResumeCreative,
     UpdateCreative,
+)
+from campaign_worker.domain.creatives import (
+    CREATIVE_ACTIONS,
+    CreativeAction,
+    CreativeDeleted,
+    CreativeEvent,
+    CreativeRegistered,
+    CreativeStatusChanged,
+    CreativeUpdated,
     action_of,
     apply_creative_events,
     decide_creative,
     evolve_creative,
 )
 from campaign_worker.domain.errors import Refusal, RefusalCode
-from campaign_worker.domain.model import TERMINAL, Actor, Campaign, Role, Status
+from campaign_worker.domain.model import (
+    TERMINAL,
+    Actor,
+    Campaign,
+    Creative,
+    CreativeContent,
+    CreativeStatus,
+    Role,
+    Status,
+)
 from tests.unit.domain_builders import (
     OTHER_ADVERTISER,
     OWNER,

@@ -9,10 +9,18 @@ from itertools import combinations
 
 import pytest
 
-from campaign_worker.domain.creatives import Creative, CreativeContent, CreativeStatus
 from campaign_worker.domain.errors import Refusal, RefusalCode
 from campaign_worker.domain.lifecycle import DISPLAY_STATUS
-from campaign_worker.domain.model import TERMINAL, Actor, BillingType, Campaign, Status
+from campaign_worker.domain.model import (
+    TERMINAL,
+    Actor,
+    BillingType,
+    Campaign,
+    Creative,
+    CreativeContent,
+    CreativeStatus,
+    Status,
+)
 from campaign_worker.domain.serving import (
     DISPLAY_PRIORITY,
     HOLD_PRIORITY,

@@ -42,32 +42,39 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 from campaign_worker.domain.checks import aware_utc, coerce_str, invalid
+from campaign_worker.domain.commands import (
+    ApproveCreative,
+    CreateCreative,
+    CreativeCommand,
+    DeleteCreative,
+    PauseCreative,
+    RejectCreative,
+    ResumeCreative,
+    UpdateCreative,
+)
 from campaign_worker.domain.errors import Refusal, RefusalCode
-from campaign_worker.domain.model import TERMINAL, Actor, Campaign, Role
+from campaign_worker.domain.model import (
+    TERMINAL,
+    Actor,
+    Campaign,
+    Creative,
+    CreativeContent,
+    CreativeStatus,
+    Role,
+)
 
 __all__ = [
     "CONTENT_FIELDS",
     "CREATIVE_ACTIONS",
     "CREATIVE_FIELDS",
     "NAME_MAX_LENGTH",
-    "ApproveCreative",
-    "CreateCreative",
-    "Creative",
     "CreativeAction",
-    "CreativeCommand",
-    "CreativeContent",
     "CreativeDeleted",
     "CreativeEvent",
     "CreativeRegistered",
     "CreativeRule",
-    "CreativeStatus",
     "CreativeStatusChanged",
     "CreativeUpdated",
-    "DeleteCreative",
-    "PauseCreative",
-    "RejectCreative",
-    "ResumeCreative",
-    "UpdateCreative",
     "action_of",
     "apply_creative_events",
     "decide_creative",
@@ -77,46 +84,8 @@ __all__ = [
 NAME_MAX_LENGTH = 200
 
 # ---------------------------------------------------------------------------------------------
-# The creative and its vocabulary
+# What an edit may change (the creative itself is in `model.py`)
 # ---------------------------------------------------------------------------------------------
-
-
-class CreativeStatus(StrEnum):
-    UNDER_REVIEW = "UNDER_REVIEW"
-    APPROVED = "APPROVED"
-    REJECTED = "REJECTED"
-    PAUSED = "PAUSED"
-
-
-@dataclass(frozen=True)
-class CreativeContent:
-    file_url: str
-    destination_url: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Creative:
-    """One creative of a campaign. `deleted` makes it a tombstone: the other fields keep their
-    last values for audit, and nothing can change it any more. `version` counts applied events
-    (registration gives 1)."""
-
-    id: str
-    campaign_id: UUID
-    name: str
-    ad_unit_id: str
-    content: CreativeContent
-    status: CreativeStatus = CreativeStatus.UNDER_REVIEW
-    rejection_reason: str | None = None  # set while REJECTED (last review's reason)
-    deleted: bool = False
-    deleted_at: datetime | None = None
-    version: int = 1
-
-    @property
-    def deliverable(self) -> bool:
-        """True when this creative may be delivered (APPROVED and not deleted)."""
-        return self.status is CreativeStatus.APPROVED and not self.deleted
-
 
 # Fields an UpdateCreative may carry. Changing any of CONTENT_FIELDS sends the creative back to
 # review; changing only the name does not.
@@ -125,73 +94,8 @@ CONTENT_FIELDS: frozenset[str] = frozenset({"ad_unit_id", "content"})
 _CONTENT_KEYS: tuple[str, ...] = ("file_url", "destination_url", "text")
 
 # ---------------------------------------------------------------------------------------------
-# Commands (imperative) and events (past tense)
+# Events (past tense); the commands are in `commands.py`
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CreateCreative:
-    campaign_id: UUID
-    creative_id: str
-    name: str
-    ad_unit_id: str
-    content: CreativeContent
-
-
-@dataclass(frozen=True)
-class UpdateCreative:
-    """`changes`: any of "name" (str), "ad_unit_id" (str), "content" (a `CreativeContent`, or a
-    mapping with any of file_url/destination_url/text, merged into the current content).
-    Stored as a read-only copy."""
-
-    campaign_id: UUID
-    creative_id: str
-    changes: Mapping[str, object]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "changes", MappingProxyType(dict(self.changes)))
-
-
-@dataclass(frozen=True)
-class DeleteCreative:
-    campaign_id: UUID
-    creative_id: str
-
-
-@dataclass(frozen=True)
-class PauseCreative:
-    campaign_id: UUID
-    creative_id: str
-
-
-@dataclass(frozen=True)
-class ResumeCreative:
-    campaign_id: UUID
-    creative_id: str
-
-
-@dataclass(frozen=True)
-class ApproveCreative:
-    campaign_id: UUID
-    creative_id: str
-
-
-@dataclass(frozen=True)
-class RejectCreative:
-    campaign_id: UUID
-    creative_id: str
-    reason: str
-
-
-CreativeCommand: TypeAlias = (
-    CreateCreative
-    | UpdateCreative
-    | DeleteCreative
-    | PauseCreative
-    | ResumeCreative
-    | ApproveCreative
-    | RejectCreative
-)
 
 
 class CreativeAction(StrEnum):

@@ -27,10 +27,10 @@ from campaign_worker.domain.checks import aware_utc, coerce_str, invalid
 from campaign_worker.domain.commands import (
     ApproveCampaign,
     CancelCampaign,
-    Command,
     CreateCampaign,
     EndDue,
     ExtendEnd,
+    LifecycleCommand,
     PauseCampaign,
     RejectCampaign,
     ResumeCampaign,
@@ -236,7 +236,7 @@ def display_status(campaign: Campaign) -> str:
 
 def decide(
     campaign: Campaign | None,
-    command: Command,
+    command: LifecycleCommand,
     actor: Actor,
     now: datetime,
     products: Mapping[str, AdProduct],
@@ -323,7 +323,7 @@ def _create(
 # -- transitions ------------------------------------------------------------------------------
 
 
-def _trigger_of(command: Command, status: Status) -> Trigger:
+def _trigger_of(command: LifecycleCommand, status: Status) -> Trigger:
     match command:
         case SubmitCampaign():
             return Trigger.RESUBMIT if status is Status.REJECTED else Trigger.SUBMIT
@@ -351,7 +351,7 @@ def _roles_text(roles: Iterable[Role]) -> str:
 
 def _transition(
     campaign: Campaign,
-    command: Command,
+    command: LifecycleCommand,
     actor: Actor,
     now: datetime,
     products: Mapping[str, AdProduct],

@@ -23,9 +23,16 @@ from types import MappingProxyType
 from typing import Final, Literal, TypeAlias
 from uuid import UUID
 
-from campaign_worker.domain.creatives import Creative
 from campaign_worker.domain.errors import Refusal, RefusalCode
-from campaign_worker.domain.model import TERMINAL, Actor, BillingType, Campaign, Role, Status
+from campaign_worker.domain.model import (
+    TERMINAL,
+    Actor,
+    BillingType,
+    Campaign,
+    Creative,
+    Role,
+    Status,
+)
 
 __all__ = [
     "AWAITING_CHARGE",

@@ -30,13 +30,15 @@ from campaign_worker.adapters.db.tables import (
     outbox,
     statements,
 )
-from campaign_worker.domain.creatives import Creative, CreativeContent, CreativeStatus
-from campaign_worker.domain.duplication import CategoryState
 from campaign_worker.domain.model import (
     AdProduct,
     BillingType,
     Campaign,
+    CategoryState,
     Contact,
+    Creative,
+    CreativeContent,
+    CreativeStatus,
     FrequencyCap,
     Status,
     Targeting,
