@@ -221,6 +221,10 @@ NotificationKind = Literal[
     "billing_error",
     "out_of_budget",
     "low_relevance",
+    "campaign_cancelled_by_publisher",
+    "campaign_suspended",
+    "campaign_reinstated",
+    "review_expired",
 ]
 
 

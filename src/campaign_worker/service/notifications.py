@@ -53,6 +53,12 @@ KINDS: Mapping[str, KindSpec] = {
         'Campaign "{title}" has low relevance: tips to improve it',
         ("impressions", "clicks", "ctr"),
     ),
+    "campaign_cancelled_by_publisher": KindSpec(
+        'Your campaign "{title}" was cancelled by the publisher', ("reason", "penalty")
+    ),
+    "campaign_suspended": KindSpec('Your campaign "{title}" was suspended', ("reason",)),
+    "campaign_reinstated": KindSpec('Your campaign "{title}" was reinstated'),
+    "review_expired": KindSpec('Your campaign "{title}" expired before its review'),
 }
 
 NAMESPACE = uuid.UUID("0b5e7c52-8f0e-4f7a-9d7b-2f3c7a1e9c41")

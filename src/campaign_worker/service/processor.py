@@ -24,7 +24,7 @@ from typing import Protocol
 from campaign_worker import topics
 from campaign_worker.domain.commands import EndDue, StartDue
 from campaign_worker.domain.errors import Refusal
-from campaign_worker.domain.model import Actor, Role
+from campaign_worker.domain.model import Actor, Role, Status
 from campaign_worker.domain.settlement import DEFAULT_RULES, MoneyRules
 from campaign_worker.logs import log_context
 from campaign_worker.service.batch import Batch, State
@@ -191,8 +191,11 @@ class Processor:
             refusal = item.refusal
             if refusal is None:
                 assert item.payload is not None
+                route = ROUTES[type(item.payload)]
+                if route.ends_first:
+                    self._end_if_due(batch, item)
                 try:
-                    ROUTES[type(item.payload)].handle(batch, item, item.payload)
+                    route.handle(batch, item, item.payload)
                 except Refusal as raised:
                     refusal = raised
             if refusal is None:
@@ -237,6 +240,18 @@ class Processor:
             notifications=batch.out.notifications,
             outbox_rows=len(batch.out.outbox),
         )
+
+    def _end_if_due(self, batch: Batch, item: Inbound) -> None:
+        """Nothing revives a campaign whose end has passed: a command that arrives after the
+        end instant sees the campaign as ended, because the due end is applied first, in this
+        transaction, exactly as the scheduler would have applied it (spec §1 "Dates")."""
+        campaign = batch.state.campaigns.get(item.campaign_id) if item.campaign_id else None
+        if campaign is None or campaign.status not in END_DUE or batch.now < campaign.end_at:
+            return
+        trigger = scheduled_trigger(DueTrigger(campaign.id, "end", campaign.end_at))
+        assert trigger.payload is not None
+        ROUTES[type(trigger.payload)].handle(batch, trigger, trigger.payload)
+        batch.flush_serving(trigger)
 
     async def _load(self, uow: UnitOfWork, fresh: Sequence[Inbound]) -> State:
         """Load (and lock) what the batch's messages want, as their handlers declare it."""
@@ -348,6 +363,8 @@ class Processor:
 
 
 SCHEDULER = Actor(role=Role.SYSTEM, id="scheduler")
+# statuses that close at the end instant (a SUBMITTED one is cancelled by the scheduler, T12)
+END_DUE = frozenset({Status.BOOKED, Status.LIVE, Status.PAUSED})
 
 
 def scheduled_trigger(due: DueTrigger) -> Inbound:

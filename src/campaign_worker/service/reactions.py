@@ -34,7 +34,13 @@ from campaign_worker.domain.commands import EndDue, StartDue
 from campaign_worker.domain.events import CampaignCreated, CampaignStatusChanged, CampaignUpdated
 from campaign_worker.domain.events import Event as CampaignEvent
 from campaign_worker.domain.model import Actor, Campaign, Role, Status, Trigger
-from campaign_worker.domain.serving import HoldSignal, buyable_signal, evolve_holds, hold_changes
+from campaign_worker.domain.serving import (
+    Hold,
+    HoldSignal,
+    buyable_signal,
+    evolve_holds,
+    hold_changes,
+)
 from campaign_worker.domain.settlement import (
     Account,
     ChargeRequested,
@@ -194,11 +200,16 @@ def apply_signal(
                 "reason": change.reason,
             },
         )
+        if signal is HoldSignal.SUSPENDED:
+            notify(batch, item, "campaign_suspended", campaign, {"reason": change.reason})
+        elif signal is HoldSignal.REINSTATED and Hold.SUSPENDED in change.removed:
+            notify(batch, item, "campaign_reinstated", campaign)
 
 
-def sync_buyability(batch: Batch, item: Inbound, campaign: Campaign) -> None:
-    """A campaign created for (or moved to) a product the catalog says cannot be bought
-    starts with `product_not_buyable`; moved to a buyable one, it loses it."""
+def initial_holds(batch: Batch, item: Inbound, campaign: Campaign) -> None:
+    """The holds of a campaign that comes into existence (created, duplicated) or moves to
+    another product, computed the same way on every path: a product the catalog says cannot
+    be bought gives `product_not_buyable`; a buyable one clears it."""
     product = batch.state.products.get(campaign.ad_product_id)
     if product is not None:
         apply_signal(batch, item, campaign.id, buyable_signal(product.buyable), CATALOG)
@@ -308,3 +319,14 @@ def notify_status_change(
             else "It never went live, so no ads were delivered."
         )
         notify(batch, item, "campaign_ended", after, {"went_live": went_live, "outcome": outcome})
+    elif ev.rule == "T12":
+        notify(batch, item, "review_expired", after)
+    elif ev.rule == "T11":
+        penalty = f"{ev.penalty.quantize().amount} {ev.penalty.currency}" if ev.penalty else "none"
+        notify(
+            batch,
+            item,
+            "campaign_cancelled_by_publisher",
+            after,
+            {"reason": ev.reason or "no reason given", "penalty": penalty},
+        )

@@ -153,8 +153,8 @@ def _with_history(command: cmd.ReportDelivery, item: Inbound) -> Wants:
 
 
 ROUTES = (
-    Route((cmd.RecordChargeResult,), handle_charge_result),
-    Route((cmd.RecordRefundResult,), handle_refund_result),
+    Route((cmd.RecordChargeResult,), handle_charge_result, ends_first=False),
+    Route((cmd.RecordRefundResult,), handle_refund_result, ends_first=False),
     Route((cmd.RetryRefund,), handle_refund_retry),
-    Route((cmd.ReportDelivery,), handle_delivery, _with_history),
+    Route((cmd.ReportDelivery,), handle_delivery, _with_history, ends_first=False),
 )

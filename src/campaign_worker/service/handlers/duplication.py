@@ -10,7 +10,7 @@ from campaign_worker.service.batch import Batch
 from campaign_worker.service.envelope import to_wire
 from campaign_worker.service.handlers.route import Route, Wants
 from campaign_worker.service.inbound import Inbound
-from campaign_worker.service.reactions import record_created
+from campaign_worker.service.reactions import initial_holds, record_created
 
 
 def handle_duplicate(batch: Batch, item: Inbound, command: cmd.DuplicateCampaign) -> None:
@@ -60,6 +60,16 @@ def handle_duplicate(batch: Batch, item: Inbound, command: cmd.DuplicateCampaign
         ),
         subject=new.id,
     )
+    # every creative that comes into existence is announced, a copy like a registered one
+    for creative in result.creatives:
+        batch.emit(
+            item,
+            out.CreativeStatusChanged(
+                new.id, creative.id, None, creative.status.value, "duplicated"
+            ),
+            subject=new.id,
+        )
+    initial_holds(batch, item, new)
 
 
 def _wants(command: cmd.DuplicateCampaign, item: Inbound) -> Wants:

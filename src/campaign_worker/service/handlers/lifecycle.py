@@ -13,10 +13,10 @@ from campaign_worker.service.handlers.route import Route, Wants
 from campaign_worker.service.inbound import Inbound
 from campaign_worker.service.reactions import (
     apply_money,
+    initial_holds,
     notify_status_change,
     record_change,
     status_money,
-    sync_buyability,
 )
 
 
@@ -42,7 +42,7 @@ def handle_lifecycle(batch: Batch, item: Inbound, command: cmd.LifecycleCommand)
         isinstance(ev, CampaignCreated) or "ad_product_id" in getattr(ev, "changes", {})
         for ev in events
     ):
-        sync_buyability(batch, item, campaign)
+        initial_holds(batch, item, campaign)
 
 
 def _wants(command: cmd.LifecycleCommand, item: Inbound) -> Wants:
@@ -66,10 +66,9 @@ ROUTES = (
             cmd.CancelCampaign,
             cmd.ApproveCampaign,
             cmd.RejectCampaign,
-            cmd.StartDue,
-            cmd.EndDue,
         ),
         handle_lifecycle,
         _wants,
     ),
+    Route((cmd.StartDue, cmd.EndDue), handle_lifecycle, _wants, ends_first=False),
 )

@@ -38,6 +38,12 @@ WantsOf = Callable[[Any, Inbound], Wants]
 
 @dataclass(frozen=True)
 class Route:
+    """`ends_first`: a command that arrives after its campaign's end instant sees the
+    campaign as ended: the processor applies the due end first, in the same transaction
+    (spec §1 "Dates"). Facts reported by other systems (payments, delivery) and the time
+    triggers themselves are taken as they come."""
+
     commands: tuple[type, ...]
     handle: Handle
     wants: WantsOf = its_campaign
+    ends_first: bool = True
