@@ -173,7 +173,10 @@ class FakeUnitOfWork:
         for c in self.store.campaigns.values():
             if c.status is Status.BOOKED and c.start_at <= now:
                 due.append(DueTrigger(c.id, "start", c.start_at))
-            elif c.status in (Status.BOOKED, Status.LIVE, Status.PAUSED) and c.end_at <= now:
+            elif (
+                c.status in (Status.SUBMITTED, Status.BOOKED, Status.LIVE, Status.PAUSED)
+                and c.end_at <= now
+            ):
                 due.append(DueTrigger(c.id, "end", c.end_at))
         return sorted(due, key=lambda d: d.due_at)[:limit]
 

@@ -29,7 +29,6 @@ from campaign_worker.domain.lifecycle import (
     Trigger,
     apply_all,
     decide,
-    display_status,
     evolve,
     state_diagram_mermaid,
 )
@@ -45,6 +44,7 @@ from campaign_worker.domain.model import (
     Targeting,
 )
 from campaign_worker.domain.money import Money
+from campaign_worker.domain.serving import display_status
 from tests.unit.domain_builders import (
     AFTER_END,
     BEFORE_START,
@@ -840,7 +840,7 @@ def test_display_status_names_every_status() -> None:
         Status.CANCELLED: "Terminated",
     }
     for status, name in expected.items():
-        assert display_status(campaign_in(status)) == name
+        assert display_status(status, (), awaiting_charge=False) == name
 
 
 def test_state_diagram_is_rendered_from_the_table() -> None:

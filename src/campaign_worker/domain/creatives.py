@@ -56,6 +56,7 @@ from campaign_worker.domain.errors import Refusal, RefusalCode
 from campaign_worker.domain.model import (
     TERMINAL,
     Actor,
+    AdProduct,
     Campaign,
     Creative,
     CreativeContent,
@@ -239,8 +240,12 @@ def decide_creative(
     command: CreativeCommand,
     actor: Actor,
     now: datetime,
+    product: AdProduct | None = None,
 ) -> list[CreativeEvent]:
     """The events `command` causes on `creative` (of `campaign`), or a `Refusal`.
+
+    `product` is the campaign's ad product: a creative's ad unit must be one of its units
+    (checked at registration and on a content edit; not checked when it is not given).
 
     `creative` is the stored creative with the command's id (a tombstone included), or None
     when there is none. `now` must be timezone-aware (it stamps the tombstone). Raises
@@ -293,10 +298,14 @@ def decide_creative(
     match command:
         case CreateCreative():
             _check_campaign_open(campaign, rule)
-            return [_register(command, campaign)]
+            registered = _register(command, campaign)
+            _check_unit(registered.creative.ad_unit_id, product)
+            return [registered]
         case UpdateCreative():
             assert creative is not None
-            return _update(campaign, creative, command)
+            events = _update(campaign, creative, command)
+            _check_unit(creative.ad_unit_id, product, events)
+            return events
         case DeleteCreative():
             assert creative is not None
             _check_campaign_open(campaign, rule)
@@ -312,9 +321,12 @@ def decide_creative(
                     raise invalid("reason is required to reject a creative")
                 reason = command.reason.strip()
             assert rule.target is not None
+            target = rule.target
+            if rule.action is _A.APPROVE and creative.paused:
+                target = CreativeStatus.PAUSED  # the advertiser's pause survives the review
             return [
                 CreativeStatusChanged(
-                    campaign.id, creative.id, creative.status, rule.target, rule.action, reason
+                    campaign.id, creative.id, creative.status, target, rule.action, reason
                 )
             ]
         case _:  # pragma: no cover - exhaustive
@@ -354,6 +366,22 @@ def _check_source(creative: Creative, rule: CreativeRule) -> None:
             RefusalCode.INVALID_TRANSITION,
             f"cannot {rule.action.value} creative {creative.id}: it is "
             f"{creative.status.value} (only from {allowed})",
+        )
+
+
+def _check_unit(unit: str, product: AdProduct | None, events: Iterable[CreativeEvent] = ()) -> None:
+    """The creative's ad unit must be a unit of its product: at registration (no `events`)
+    and after a content edit (`events` of an update; a name-only edit is not checked)."""
+    edits = [ev for ev in events if isinstance(ev, CreativeUpdated)]
+    if edits and not any(CONTENT_FIELDS & set(ev.changes) for ev in edits):
+        return
+    for ev in edits:
+        if "ad_unit_id" in ev.changes:
+            unit = str(ev.changes["ad_unit_id"])
+    if product is not None and unit not in product.unit_ids:
+        units = ", ".join(product.unit_ids) or "none"
+        raise invalid(
+            f"ad_unit_id {unit!r} is not a unit of ad product {product.id!r} (its units: {units})"
         )
 
 
@@ -524,10 +552,16 @@ def evolve_creative(creative: Creative | None, event: CreativeEvent) -> Creative
                     f"event expects {event.from_status.value}"
                 )
             rejected = event.to_status is CreativeStatus.REJECTED
+            paused = creative.paused
+            if event.action is _A.PAUSE:
+                paused = True
+            elif event.action is _A.RESUME:
+                paused = False
             return replace(
                 creative,
                 status=event.to_status,
                 rejection_reason=event.reason if rejected else None,
+                paused=paused,
                 version=version,
             )
         case CreativeDeleted():

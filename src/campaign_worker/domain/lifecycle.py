@@ -64,7 +64,6 @@ from campaign_worker.domain.model import (
 from campaign_worker.domain.money import Money
 
 __all__ = [
-    "DISPLAY_STATUS",
     "EDIT_RIGHTS",
     "REVIEW_EXPIRED",
     "TITLE_MAX_LENGTH",
@@ -74,7 +73,6 @@ __all__ = [
     "Trigger",
     "apply_all",
     "decide",
-    "display_status",
     "evolve",
     "state_diagram_mermaid",
 ]
@@ -211,29 +209,6 @@ _NOT_EDITABLE_ADVICE: Mapping[tuple[Role, Status], str] = MappingProxyType(
         ),
     }
 )
-
-# ---------------------------------------------------------------------------------------------
-# Display status (spec §4): the second reference's vocabulary. The money/holds work extends
-# this one table.
-# ---------------------------------------------------------------------------------------------
-
-DISPLAY_STATUS: Mapping[Status, str] = MappingProxyType(
-    {
-        Status.DRAFT: "Draft",
-        Status.SUBMITTED: "Pending",
-        Status.BOOKED: "Ready",
-        Status.LIVE: "Running",
-        Status.PAUSED: "Paused",
-        Status.REJECTED: "Rejected",
-        Status.CLOSED: "Ended",
-        Status.CANCELLED: "Terminated",
-    }
-)
-
-
-def display_status(campaign: Campaign) -> str:
-    return DISPLAY_STATUS[campaign.status]
-
 
 # ---------------------------------------------------------------------------------------------
 # decide

@@ -178,6 +178,9 @@ class Creative:
     deleted: bool = False
     deleted_at: datetime | None = None
     version: int = 1
+    # the advertiser paused it: kept through a content edit and its review, so that a
+    # re-approved creative comes back PAUSED; only a resume clears it
+    paused: bool = False
 
     @property
     def deliverable(self) -> bool:

@@ -21,7 +21,6 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from campaign_worker.domain.lifecycle import display_status
 from campaign_worker.domain.model import Campaign
 from campaign_worker.service.batch import Batch
 from campaign_worker.service.envelope import to_wire
@@ -97,13 +96,14 @@ def _when(instant: datetime, timezone: str | None) -> str:
     return text
 
 
-def campaign_template_data(c: Campaign) -> dict[str, Any]:
-    """What every campaign email may show: title, status, dates, budget, contact."""
+def campaign_template_data(c: Campaign, display_status: str) -> dict[str, Any]:
+    """What every campaign email may show: title, status (and its display status, from the
+    one display table, holds included), dates, budget, contact."""
     return {
         "campaign_id": str(c.id),
         "title": c.title,
         "status": c.status.value,
-        "display_status": display_status(c),
+        "display_status": display_status,
         "start_at": to_wire(c.start_at),
         "end_at": to_wire(c.end_at),
         "timezone": c.timezone,
@@ -142,7 +142,7 @@ def notify(
     spec = KINDS.get(kind)
     if spec is None:
         raise ValueError(f"unknown notification kind {kind!r}")
-    data = campaign_template_data(campaign)
+    data = campaign_template_data(campaign, batch.display(campaign))
     if creative_id is not None:
         data["creative_id"] = creative_id
     data.update(template_data or {})

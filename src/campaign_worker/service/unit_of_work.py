@@ -143,7 +143,8 @@ class UnitOfWork(Protocol):
 
     async def claim_due(self, now: datetime, limit: int) -> list[DueTrigger]:
         """Lock (skipping rows other transactions hold) up to `limit` campaigns whose start
-        (BOOKED) or end (BOOKED, LIVE, PAUSED) is at or before `now`, earliest first."""
+        (BOOKED) or end (SUBMITTED, BOOKED, LIVE, PAUSED) is at or before `now`, earliest
+        first."""
 
     async def add_notifications(
         self, requests: Sequence[NotificationRequest]

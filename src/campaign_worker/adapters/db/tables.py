@@ -185,6 +185,8 @@ creatives = Table(
     Column("version", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # paused by the advertiser (kept through a review: a re-approved creative stays PAUSED)
+    Column("paused", Boolean, nullable=False, server_default="false"),
 )
 
 # Stored holds of a campaign (spec §4; `no_approved_creatives` is derived, never stored) and

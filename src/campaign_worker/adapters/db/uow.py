@@ -57,7 +57,13 @@ from campaign_worker.service.unit_of_work import (
     NotificationRequest,
 )
 
-END_DUE_STATUSES = (Status.BOOKED.value, Status.LIVE.value, Status.PAUSED.value)
+# statuses whose end instant is a trigger: close (T6, T7), or cancel an unreviewed one (T12)
+END_DUE_STATUSES = (
+    Status.SUBMITTED.value,
+    Status.BOOKED.value,
+    Status.LIVE.value,
+    Status.PAUSED.value,
+)
 
 
 def encode_headers(headers: Iterable[tuple[str, bytes]]) -> list[list[str]]:
@@ -144,6 +150,7 @@ def row_to_creative(r: Any) -> Creative:
         deleted=r.deleted,
         deleted_at=r.deleted_at,
         version=r.version,
+        paused=r.paused,
     )
 
 
@@ -441,6 +448,7 @@ class SqlUnitOfWork:
                 "deleted": c.deleted,
                 "deleted_at": c.deleted_at,
                 "version": c.version,
+                "paused": c.paused,
                 "updated_at": now,
             }
             for c in items

@@ -24,7 +24,8 @@ def handle_creative(batch: Batch, item: Inbound, command: cmd.CreativeCommand) -
     """creative.* commands and review.creative_* decisions."""
     campaign = batch.state.campaigns.get(command.campaign_id)
     creative = batch.state.creatives.get(command.campaign_id, {}).get(command.creative_id)
-    events = decide_creative(campaign, creative, command, item.actor, batch.now)
+    product = batch.state.products.get(campaign.ad_product_id) if campaign is not None else None
+    events = decide_creative(campaign, creative, command, item.actor, batch.now, product)
     assert campaign is not None
     batch.track(campaign.id)
     for ev in events:
