@@ -13,6 +13,8 @@ Which status changes notify is decided in `reactions.py` (its table follows spec
 
 from __future__ import annotations
 
+import functools
+import string
 import unicodedata
 import uuid
 from collections.abc import Mapping
@@ -116,8 +118,18 @@ def campaign_template_data(c: Campaign, display_status: str) -> dict[str, Any]:
 
 
 def subject_for(kind: str, template_data: Mapping[str, Any]) -> str:
-    values = {k: one_line(v, SUBJECT_VALUE_MAX) for k, v in template_data.items()}
+    values = {
+        k: one_line(template_data[k], SUBJECT_VALUE_MAX)
+        for k in _subject_fields(kind)
+        if k in template_data
+    }
     return one_line(KINDS[kind].subject.format_map(_Blank(values)), SUBJECT_MAX)
+
+
+@functools.cache
+def _subject_fields(kind: str) -> frozenset[str]:
+    """The template data a kind's subject names (only those are made single-line for it)."""
+    return frozenset(f for _, f, _, _ in string.Formatter().parse(KINDS[kind].subject) if f)
 
 
 class _Blank(dict[str, str]):
