@@ -57,7 +57,7 @@ async def fill(engine: object, records: int, campaigns: int) -> None:
             await uow.commit()
 
 
-async def main(records: int, campaigns: int, batch_size: int) -> None:
+async def main(records: int, campaigns: int, batch_size: int, max_batch_bytes: int) -> None:
     with kafka_server() as kafka, postgres_server() as url:
         name = f"bench_relay_{uuid.uuid4().hex[:8]}"
         admin = await asyncpg.connect(url)
@@ -72,7 +72,11 @@ async def main(records: int, campaigns: int, batch_size: int) -> None:
         await ensure_topics(settings, [settings.topic(t) for t in topics.OUTBOUND])
         engine = create_async_engine(settings.sqlalchemy_url, pool_size=2)
         producer = AIOKafkaProducer(
-            bootstrap_servers=kafka, acks="all", enable_idempotence=True, linger_ms=5
+            bootstrap_servers=kafka,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_batch_size=max_batch_bytes,
         )
         await producer.start()
         try:
@@ -108,6 +112,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20000)
     parser.add_argument("--campaigns", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=1000, help="outbox rows per round")
+    parser.add_argument(
+        "--max-batch-bytes", type=int, default=16384, help="the producer's max_batch_size"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.records, args.campaigns, args.batch_size))
+    asyncio.run(main(args.records, args.campaigns, args.batch_size, args.max_batch_bytes))
