@@ -603,7 +603,13 @@ class SqlUnitOfWork:
             [e.type for e in entries],
         )
         new = {(r[0], r[1], r[2]) for r in rows}
-        return [e for e in entries if (e.source.topic, e.source.partition, e.source.offset) in new]
+        stored = []
+        for e in entries:  # the first of several entries with one source is the stored one
+            k = (e.source.topic, e.source.partition, e.source.offset)
+            if k in new:
+                new.discard(k)
+                stored.append(e)
+        return stored
 
     async def lock_campaigns(self, ids: Iterable[UUID]) -> dict[UUID, Campaign]:
         wanted = list(set(ids))
@@ -833,7 +839,12 @@ class SqlUnitOfWork:
             requested_at,
         )
         new = {r[0] for r in rows}
-        return [n for n in requests if n.id in new]
+        stored = []
+        for n in requests:  # the first of several requests with one id is the stored one
+            if n.id in new:
+                new.discard(n.id)
+                stored.append(n)
+        return stored
 
 
 def _campaign_values(c: Campaign) -> tuple[Any, ...]:
