@@ -15,7 +15,7 @@ import base64
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Self
 from uuid import UUID
 
@@ -33,7 +33,7 @@ from campaign_worker.domain.model import (
     Status,
     Targeting,
 )
-from campaign_worker.domain.money import Money
+from campaign_worker.domain.money import Money, exponent_of
 from campaign_worker.domain.serving import Hold
 from campaign_worker.domain.settlement import Account, Statement
 from campaign_worker.service.envelope import OutboxMessage
@@ -110,59 +110,138 @@ def _money(amount: Decimal, currency: str) -> Money:
     return Money(amount=amount, currency=currency).quantize()
 
 
+# Row mapping runs for every row of every batch; these keep it to dictionary lookups.
+_STATUS: Mapping[str, Status] = {s.value: s for s in Status}
+_BILLING: Mapping[str, BillingType] = {b.value: b for b in BillingType}
+_CREATIVE_STATUS: Mapping[str, CreativeStatus] = {s.value: s for s in CreativeStatus}
+_HOLD: Mapping[str, Hold] = {h.value: h for h in Hold}
+_CATEGORY: Mapping[str, CategoryState] = {c.value: c for c in CategoryState}
+_QUANTA: dict[str, Decimal] = {}
+
+
+def _stored_money(amount: Decimal, currency: str) -> Money:
+    """`Money(amount, currency).quantize()` (half-up to the minor unit, no negative zero)
+    with one Money built instead of two: stored amounts carry the column's four decimals."""
+    quantum = _QUANTA.get(currency)
+    if quantum is None:
+        quantum = _QUANTA[currency] = Decimal(1).scaleb(-exponent_of(currency))
+    value = amount.quantize(quantum, rounding=ROUND_HALF_UP)
+    if value.is_zero():
+        value = value.copy_abs()
+    return Money(value, currency)
+
+
+class _Memo(dict[Any, Any]):
+    """A bounded memo of immutable values (cleared when full): most campaigns share a few
+    targeting documents and frequency caps."""
+
+    def put(self, key: Any, value: Any) -> Any:
+        if len(self) >= 4096:
+            self.clear()
+        self[key] = value
+        return value
+
+
+_TARGETING_IN: _Memo = _Memo()  # stored JSON text -> Targeting
+_CAP_IN: _Memo = _Memo()  # stored JSON text -> FrequencyCap
+_TARGETING_OUT: _Memo = _Memo()  # Targeting -> JSON text
+_CAP_OUT: _Memo = _Memo()  # FrequencyCap -> JSON text
+
+
+def _targeting(text: str) -> Targeting:
+    found = _TARGETING_IN.get(text)
+    if found is None:
+        doc = json.loads(text)
+        found = _TARGETING_IN.put(
+            text,
+            Targeting(
+                categories=tuple(doc.get("categories", ())), groups=tuple(doc.get("groups", ()))
+            ),
+        )
+    return found  # type: ignore[no-any-return]
+
+
+def _cap(text: str | None) -> FrequencyCap | None:
+    if text is None:
+        return None
+    found = _CAP_IN.get(text)
+    if found is None:
+        doc = json.loads(text)
+        found = _CAP_IN.put(
+            text, FrequencyCap(impressions=doc["impressions"], per=doc["per"]) if doc else None
+        )
+    return found  # type: ignore[no-any-return]
+
+
+def _targeting_json(t: Targeting) -> str:
+    text = _TARGETING_OUT.get(t)
+    if text is None:
+        text = _TARGETING_OUT.put(
+            t, _dumps({"categories": list(t.categories), "groups": list(t.groups)})
+        )
+    return text  # type: ignore[no-any-return]
+
+
+def _cap_json(fc: FrequencyCap | None) -> str | None:
+    if fc is None:
+        return None
+    text = _CAP_OUT.get(fc)
+    if text is None:
+        text = _CAP_OUT.put(fc, _dumps({"impressions": fc.impressions, "per": fc.per}))
+    return text  # type: ignore[no-any-return]
+
+
 def row_to_campaign(r: Any) -> Campaign:
     """A campaign from a row with attribute access (a SQLAlchemy row of `campaigns`)."""
-    return _campaign(
-        (
-            r.id,
-            r.advertiser_id,
-            r.title,
-            r.ad_product_id,
-            r.budget_amount,
-            r.currency,
-            r.billing_type,
-            r.start_at,
-            r.end_at,
-            r.targeting,
-            r.frequency_cap,
-            r.contact_name,
-            r.contact_email,
-            r.timezone,
-            r.status,
-            r.paused_from,
-            r.version,
-            r.rejection_reason,
-            r.cancel_reason,
-            r.penalty_amount,
-        )
+    fc = r.frequency_cap
+    return Campaign(
+        id=r.id,
+        advertiser_id=r.advertiser_id,
+        title=r.title,
+        ad_product_id=r.ad_product_id,
+        budget=_money(r.budget_amount, r.currency),
+        billing_type=BillingType(r.billing_type),
+        start_at=r.start_at,
+        end_at=r.end_at,
+        targeting=Targeting(
+            categories=tuple(r.targeting.get("categories", ())),
+            groups=tuple(r.targeting.get("groups", ())),
+        ),
+        frequency_cap=FrequencyCap(impressions=fc["impressions"], per=fc["per"]) if fc else None,
+        contact=Contact(name=r.contact_name, email=r.contact_email),
+        timezone=r.timezone,
+        status=Status(r.status),
+        paused_from=Status(r.paused_from) if r.paused_from else None,
+        version=r.version,
+        rejection_reason=r.rejection_reason,
+        cancel_reason=r.cancel_reason,
+        penalty=_money(r.penalty_amount, r.currency) if r.penalty_amount is not None else None,
     )
 
 
 def _campaign(r: Sequence[Any]) -> Campaign:
-    """A campaign from the values of `_CAMPAIGN_COLUMNS`, in that order."""
-    fc, currency, targeting = r[10], r[5], r[9]
+    """A campaign from the values of `_CAMPAIGN_COLUMNS` (targeting and frequency cap as
+    JSON text), in that order."""
+    currency, paused_from, penalty = r[5], r[15], r[19]
     return Campaign(
         id=r[0],
         advertiser_id=r[1],
         title=r[2],
         ad_product_id=r[3],
-        budget=_money(r[4], currency),
-        billing_type=BillingType(r[6]),
+        budget=_stored_money(r[4], currency),
+        billing_type=_BILLING[r[6]],
         start_at=r[7],
         end_at=r[8],
-        targeting=Targeting(
-            categories=tuple(targeting.get("categories", ())),
-            groups=tuple(targeting.get("groups", ())),
-        ),
-        frequency_cap=FrequencyCap(impressions=fc["impressions"], per=fc["per"]) if fc else None,
+        targeting=_targeting(r[9]),
+        frequency_cap=_cap(r[10]),
         contact=Contact(name=r[11], email=r[12]),
         timezone=r[13],
-        status=Status(r[14]),
-        paused_from=Status(r[15]) if r[15] else None,
+        status=_STATUS[r[14]],
+        paused_from=_STATUS[paused_from] if paused_from else None,
         version=r[16],
         rejection_reason=r[17],
         cancel_reason=r[18],
-        penalty=_money(r[19], currency) if r[19] is not None else None,
+        penalty=_stored_money(penalty, currency) if penalty is not None else None,
     )
 
 
@@ -189,7 +268,7 @@ def _creative(r: Sequence[Any]) -> Creative:
         name=r[2],
         ad_unit_id=r[3],
         content=CreativeContent(**r[4]),
-        status=CreativeStatus(r[5]),
+        status=_CREATIVE_STATUS[r[5]],
         rejection_reason=r[6],
         deleted=r[7],
         deleted_at=r[8],
@@ -270,8 +349,10 @@ def _upsert(table: str, columns: Columns, keys: Sequence[str], scalars: Columns 
     return _insert(table, columns, scalars=scalars, conflict=f"({target}) DO UPDATE SET {updates}")
 
 
-def _select(table: str, columns: Sequence[str]) -> str:
-    return f'SELECT {", ".join(f"{chr(34)}{c}{chr(34)}" for c in columns)} FROM "{table}"'
+def _select(table: str, columns: Sequence[str], as_text: Sequence[str] = ()) -> str:
+    """SELECT the columns, those in `as_text` cast to text (jsonb parsed by the caller)."""
+    names = [f'"{c}"::text' if c in as_text else f'"{c}"' for c in columns]
+    return f'SELECT {", ".join(names)} FROM "{table}"'
 
 
 _NOW = (("updated_at", "timestamptz"),)
@@ -298,7 +379,9 @@ _CAMPAIGN_COLUMNS: Columns = (
     ("cancel_reason", "text"),
     ("penalty_amount", "numeric"),
 )
-_SELECT_CAMPAIGNS = _select("campaigns", [c for c, _ in _CAMPAIGN_COLUMNS])
+_SELECT_CAMPAIGNS = _select(
+    "campaigns", [c for c, _ in _CAMPAIGN_COLUMNS], as_text=("targeting", "frequency_cap")
+)
 LOCK_CAMPAIGNS = f"{_SELECT_CAMPAIGNS} WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
 LOCK_CAMPAIGNS_OF_PRODUCT = (
     f"{_SELECT_CAMPAIGNS} WHERE ad_product_id = $1"
@@ -727,7 +810,7 @@ class SqlUnitOfWork:
         if not wanted:
             return result
         for r in await self.pg.fetch(STATUS_HISTORY, wanted):
-            result[r[0]].append((r[1], Status(r[2])))
+            result[r[0]].append((r[1], _STATUS[r[2]]))
         return result
 
     async def lock_campaigns_of_product(self, product_id: str) -> dict[UUID, Campaign]:
@@ -778,7 +861,7 @@ class SqlUnitOfWork:
         wanted = list(set(ids))
         if not wanted:
             return {}
-        return {r[0]: CategoryState(r[1]) for r in await self.pg.fetch(GET_CATEGORIES, wanted)}
+        return {r[0]: _CATEGORY[r[1]] for r in await self.pg.fetch(GET_CATEGORIES, wanted)}
 
     async def save_categories(self, states: Mapping[str, CategoryState], now: datetime) -> None:
         if not states:
@@ -849,7 +932,6 @@ class SqlUnitOfWork:
 
 def _campaign_values(c: Campaign) -> tuple[Any, ...]:
     """The values of `_CAMPAIGN_COLUMNS` for one campaign, in that order."""
-    fc, targeting = c.frequency_cap, c.targeting
     return (
         c.id,
         c.advertiser_id,
@@ -860,8 +942,8 @@ def _campaign_values(c: Campaign) -> tuple[Any, ...]:
         c.billing_type.value,
         c.start_at,
         c.end_at,
-        _dumps({"categories": list(targeting.categories), "groups": list(targeting.groups)}),
-        _dumps({"impressions": fc.impressions, "per": fc.per}) if fc else None,
+        _targeting_json(c.targeting),
+        _cap_json(c.frequency_cap),
         c.contact.name,
         c.contact.email,
         c.timezone,
@@ -886,7 +968,7 @@ async def _read_extras(pg: Any, campaign_ids: Iterable[UUID]) -> CampaignExtras:
     for r in await pg.fetch(GET_CREATIVES, wanted):
         extras.creatives[r[0]][r[1]] = _creative(r)
     for r in await pg.fetch(GET_HOLDS, wanted):
-        extras.holds[r[0]] = frozenset(Hold(h) for h in r[1])
+        extras.holds[r[0]] = frozenset(_HOLD[h] for h in r[1])
         extras.suspension_reasons[r[0]] = r[2]
     for r in await pg.fetch(GET_ACCOUNTS, wanted):
         extras.accounts[r[0]] = load_as(Account, r[1])
