@@ -5,6 +5,7 @@ that the pool does not hand out again."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from campaign_worker.adapters.db.errors import is_transient
-from campaign_worker.adapters.db.uow import SAVE_CAMPAIGNS, STATEMENTS, SqlUnitOfWork
+from campaign_worker.adapters.db.uow import SAVE_CAMPAIGNS, STATEMENTS, SqlUnitOfWork, _dumps
 from campaign_worker.config import Settings
 from campaign_worker.domain.model import Status
 from tests.unit.domain_builders import campaign_in
@@ -91,3 +92,21 @@ async def test_an_error_inside_leaves_the_connection_usable(engine: AsyncEngine)
     async with SqlUnitOfWork(engine) as uow:
         assert await uow.lock_campaigns([c.id]) == {}
         assert not uow.pg.is_closed()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"fields": ["title", "budget"], "reason": None, "n": 1, "x": 2.5, "ok": True},
+        {"template_data": {"title": 'Hiver – «soldes» "冬"\n', "nested": [[], {}]}},
+        [],
+        "text",
+    ],
+)
+def test_json_text_is_what_json_dumps_writes(value: object) -> None:
+    assert _dumps(value) == json.dumps(value, separators=(",", ":"))
+
+
+def test_json_text_refuses_what_json_cannot_hold() -> None:
+    with pytest.raises(TypeError):
+        _dumps({"at": datetime.now(UTC)})
