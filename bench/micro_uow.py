@@ -118,15 +118,17 @@ async def round_trip(engine: Any, rows: int, offset: int) -> list[uuid.UUID]:
         )
         for i in range(rows)
     ]
+    created_history = [history(c, now, "created") for c in created]
+    created_out = [outgoing(c) for c in created]
     async with SqlUnitOfWork(engine) as uow:
         await timed("claim_inbox", lambda: uow.claim_inbox(entries))
         await timed("lock_campaigns (new ids)", lambda: uow.lock_campaigns(c.id for c in created))
         await timed("save_campaigns (insert)", lambda: uow.save_campaigns(created, now))
         await timed(
             "add_history (created)",
-            lambda: uow.add_history([history(c, now, "created") for c in created]),
+            lambda: uow.add_history(created_history),
         )
-        await timed("add_outbox", lambda: uow.add_outbox([outgoing(c) for c in created]))
+        await timed("add_outbox", lambda: uow.add_outbox(created_out))
         await timed("commit", uow.commit)
 
     async with SqlUnitOfWork(engine) as uow:
@@ -146,12 +148,14 @@ async def round_trip(engine: Any, rows: int, offset: int) -> list[uuid.UUID]:
             )
             for c in locked.values()
         ]
+        booked_history = [history(c, now, "status_changed") for c in booked]
+        booked_out = [outgoing(c) for c in booked]
         await timed("save_campaigns (update)", lambda: uow.save_campaigns(booked, now))
         await timed(
             "add_history (status)",
-            lambda: uow.add_history([history(c, now, "status_changed") for c in booked]),
+            lambda: uow.add_history(booked_history),
         )
-        await timed("add_outbox", lambda: uow.add_outbox([outgoing(c) for c in booked]))
+        await timed("add_outbox", lambda: uow.add_outbox(booked_out))
         await timed("commit", uow.commit)
 
     async with SqlUnitOfWork(engine) as uow:
