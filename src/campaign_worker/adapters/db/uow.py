@@ -4,9 +4,11 @@ touched, so that a batch of messages costs a handful of round trips and no SQL b
 Every statement is a constant written once at import: writes are `INSERT ... SELECT FROM
 unnest($1::uuid[], $2::text[], ...)` (one array per column, one execution per batch, with
 `ON CONFLICT` and `RETURNING` where the protocol needs them), reads are `= ANY($1)`. They run
-on the asyncpg connection under the pooled SQLAlchemy connection, whose statement cache keeps
-them prepared for the life of the connection. jsonb values travel as JSON text and are cast
-in the statement; the engine's codec decodes jsonb on the way back.
+on the asyncpg connection under the pooled SQLAlchemy connection, in that connection's
+transaction; asyncpg's statement cache keeps them prepared for the life of the connection.
+jsonb values travel as JSON text and are cast in the statement; on the way back the engine's
+codec decodes them, except a campaign's targeting and frequency cap, read as text and parsed
+once per distinct document.
 """
 
 from __future__ import annotations
@@ -46,8 +48,6 @@ from campaign_worker.service.unit_of_work import (
     LedgerRow,
     NotificationRequest,
 )
-
-END_DUE_STATUSES = (Status.BOOKED.value, Status.LIVE.value, Status.PAUSED.value)
 
 
 def _json_encoder() -> Callable[[Any], str]:
