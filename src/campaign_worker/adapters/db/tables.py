@@ -38,7 +38,8 @@ inbox = Table(
 )
 
 # Messages waiting to be published. Only the relay reads it; rows are deleted once Kafka
-# has acknowledged them. `id` order is publication order.
+# has acknowledged them. `id` order is publication order. A queue table: autovacuum runs on
+# it by dead-row count, unthrottled (storage parameters set by migration 0005).
 outbox = Table(
     "outbox",
     metadata,
