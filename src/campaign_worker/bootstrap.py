@@ -35,11 +35,14 @@ from campaign_worker.adapters.metrics import Metrics
 from campaign_worker.adapters.notifier import Notifier
 from campaign_worker.adapters.outbox import OutboxRelay
 from campaign_worker.config import Settings
+from campaign_worker.domain.settlement import MoneyRules
 from campaign_worker.entrypoints.http import HttpServer
 from campaign_worker.entrypoints.kafka import register_subscriber
+from campaign_worker.entrypoints.messages import INBOUND_TYPES
 from campaign_worker.entrypoints.scheduler import DueScheduler
 from campaign_worker.logs import RedactingFilter, redact
 from campaign_worker.service.processor import Processor, RetryPolicy
+from campaign_worker.service.routing import check_routes
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +285,18 @@ class Worker:
         return checks
 
 
+def money_rules(settings: Settings) -> MoneyRules:
+    """The configured money numbers: VAT and the relevance thresholds."""
+    return MoneyRules(
+        tax_rate=settings.vat_rate,
+        relevance_min_impressions=settings.relevance_min_impressions,
+        relevance_min_ctr=settings.relevance_min_ctr,
+    )
+
+
 def build_worker(settings: Settings) -> Worker:
+    # every inbound type's command has its one handler, or the worker does not start
+    check_routes(spec.command for spec in INBOUND_TYPES.values())
     metrics = Metrics()
     engine = build_engine(settings)
     stopping = asyncio.Event()
@@ -336,6 +350,7 @@ def build_worker(settings: Settings) -> Worker:
         ),
         observer=metrics,
         on_commit=committed,
+        rules=money_rules(settings),
     )
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,

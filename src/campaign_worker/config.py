@@ -199,11 +199,12 @@ class Settings(BaseSettings):
     relevance_min_ctr: Decimal = Field(
         Decimal("0.001"),
         ge=0,
+        le=1,
         validation_alias=_env("CAMPAIGN_WORKER_RELEVANCE_MIN_CTR"),
         description="Click-through rate (0.001 = 0.1%) below which low_relevance is set.",
     )
     vat_rate: Decimal = Field(
-        Decimal("0.10"), ge=0, validation_alias=_env("CAMPAIGN_WORKER_VAT_RATE")
+        Decimal("0.10"), ge=0, le=1, validation_alias=_env("CAMPAIGN_WORKER_VAT_RATE")
     )
     lag_interval_s: float = Field(
         10.0,

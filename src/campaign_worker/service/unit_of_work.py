@@ -9,10 +9,8 @@ from datetime import datetime
 from typing import Any, Protocol, Self
 from uuid import UUID
 
-from campaign_worker.domain.creatives import Creative
-from campaign_worker.domain.duplication import CategoryState
 from campaign_worker.domain.ledger import LedgerEntry
-from campaign_worker.domain.model import AdProduct, Campaign, Status
+from campaign_worker.domain.model import AdProduct, Campaign, CategoryState, Creative, Status
 from campaign_worker.domain.serving import Hold
 from campaign_worker.domain.settlement import Account, Statement
 from campaign_worker.service.envelope import OutboxMessage
@@ -145,7 +143,8 @@ class UnitOfWork(Protocol):
 
     async def claim_due(self, now: datetime, limit: int) -> list[DueTrigger]:
         """Lock (skipping rows other transactions hold) up to `limit` campaigns whose start
-        (BOOKED) or end (BOOKED, LIVE, PAUSED) is at or before `now`, earliest first."""
+        (BOOKED) or end (SUBMITTED, BOOKED, LIVE, PAUSED) is at or before `now`, earliest
+        first."""
 
     async def add_notifications(
         self, requests: Sequence[NotificationRequest]

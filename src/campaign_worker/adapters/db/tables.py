@@ -38,7 +38,8 @@ inbox = Table(
 )
 
 # Messages waiting to be published. Only the relay reads it; rows are deleted once Kafka
-# has acknowledged them. `id` order is publication order.
+# has acknowledged them. `id` order is publication order. A queue table: autovacuum runs on
+# it by dead-row count, unthrottled (storage parameters set by migration 0005).
 outbox = Table(
     "outbox",
     metadata,
@@ -185,6 +186,8 @@ creatives = Table(
     Column("version", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # paused by the advertiser (kept through a review: a re-approved creative stays PAUSED)
+    Column("paused", Boolean, nullable=False, server_default="false"),
 )
 
 # Stored holds of a campaign (spec §4; `no_approved_creatives` is derived, never stored) and
