@@ -198,6 +198,13 @@ async def test_no_password_leaks_and_addresses_are_masked_in_logs(
             contact = {"name": "Someone", "email": address}
             await up.send("campaign.commands", create_event(cid, contact=contact))
             await up.send("campaign.commands", cloudevent("campaign.submit", cid, {}))
+
+        async def submitted() -> bool:
+            return await status(ours) == "SUBMITTED" and await status(theirs) == "SUBMITTED"
+
+        # another topic, so no ordering with the commands: approve once both are submitted
+        await _until(submitted, first)
+        for cid in (ours, theirs):
             await up.send(
                 "campaign.reviews",
                 cloudevent("review.campaign_approved", cid, {}, actorrole="publisher"),
