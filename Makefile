@@ -45,7 +45,8 @@ clean:
 schemas: install
 	$(BIN)/campaign-worker schemas --write schemas/
 
-## Throughput of the message path, batched vs one transaction per message (a ratio; not a test)
+## End to end on real Kafka + Postgres: create, mix, naive baseline, latency series, due burst
+## (BENCH_ARGS="--quick" for small sizes, "--only mix --profile bench/results" for py-spy)
 bench: install
 	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
 
