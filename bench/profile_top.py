@@ -1,11 +1,14 @@
 """Top five of a py-spy profile (`py-spy record --format raw`: one collapsed stack per line,
 `frame;frame;...;leaf COUNT`, each frame `function (file:line)`).
 
-Two views, as shares of all samples (py-spy leaves idle threads out by default, so this is
-roughly where the CPU goes):
-* by where a sample is spent (its leaf frame's library: sqlalchemy, asyncpg, aiokafka, json,
-  asyncio, the worker's own packages, ...);
-* by what the worker was doing (the innermost frame of the worker's own code in the stack).
+Three views, as shares of all samples (the bench records with `--gil`: only the thread
+holding the GIL is sampled, so this is where the Python CPU goes):
+* self time by library of the leaf frame (sqlalchemy, asyncpg, aiokafka, json, asyncio, the
+  worker's own packages, ...);
+* inclusive time by library anywhere on the stack (SQLAlchemy's async layer runs its work in
+  greenlets, whose stacks do not hold the worker's frames, so a library view is the one
+  that adds up);
+* self time by leaf function.
 
     .venv/bin/python bench/profile_top.py bench/results/profile-mix.txt
 """
@@ -59,17 +62,25 @@ def summarise(text: str, n: int = 5) -> str:
     if not total:
         return "profile: no samples"
     leaf: Counter[str] = Counter()
-    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    function: Counter[str] = Counter()
     for frames, count in stacks:
-        leaf[library(frames[-1][1])] += count
-        mine = [f for f in frames if "campaign_worker/" in f[1]]
-        where = f"{mine[-1][0]} ({library(mine[-1][1])})" if mine else "(not in the worker's code)"
-        own[where] += count
+        func, file = frames[-1]
+        leaf[library(file)] += count
+        function[f"{func} ({library(file)})"] += count
+        for lib in {library(f) for _, f in frames}:
+            inclusive[lib] += count
+    # what every stack holds (the CLI, the event loop's run) says nothing
+    everywhere = {k for k, v in inclusive.items() if v >= 0.95 * total}
+    for k in everywhere:
+        del inclusive[k]
     lines = [f"profile: {total} samples"]
-    lines.append(f"  top {n} by library of the leaf frame:")
+    lines.append(f"  top {n} by library of the leaf frame (self time):")
     lines += [f"    {share:5.1f}%  {name}" for name, share in top(leaf, total, n)]
-    lines.append(f"  top {n} by innermost worker function on the stack:")
-    lines += [f"    {share:5.1f}%  {name}" for name, share in top(own, total, n)]
+    lines.append(f"  top {n} libraries anywhere on the stack (inclusive):")
+    lines += [f"    {share:5.1f}%  {name}" for name, share in top(inclusive, total, n)]
+    lines.append(f"  top {n} leaf functions:")
+    lines += [f"    {share:5.1f}%  {name}" for name, share in top(function, total, n)]
     return "\n".join(lines)
 
 

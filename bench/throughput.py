@@ -764,7 +764,8 @@ class Bench:
         await collector.first_seen.wait()
         out = self.profile_path()
         spy_proc = await asyncio.create_subprocess_exec(
-            spy, "record", "--pid", str(proc.pid), "--format", "raw", "--rate", "100",
+            spy, "record", "--pid", str(proc.pid), "--format", "raw", "--rate", "100", "--gil",
+            "--full-filenames",
             "--output", str(out), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )  # fmt: skip
@@ -1046,4 +1047,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
+    # Right after topics are created the broker answers NotLeader for a while although the
+    # metadata names a leader; the clients retry. A real Kafka failure shows as a stall.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     sys.exit(asyncio.run(main(parse_args())))
