@@ -586,6 +586,11 @@ class Bench:
             if profiler is not None:
                 await self.stop_profile(profiler)
             self.check_refusals(label, collector)
+            expected = Counter(h.OUTCOME_OF[c.type] for c in plan.commands)
+            if not collector.rejected and collector.types != expected:
+                problem = f"{label}: outcomes {dict(collector.types)}, expected {dict(expected)}"
+                self.problems.append(problem)
+                say(f"  WARNING {problem}")
             run = Run(
                 label,
                 len(plan.commands),
