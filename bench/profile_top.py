@@ -43,6 +43,8 @@ def library(file: str) -> str:
     path = file.replace("\\", "/")
     if "campaign_worker/" in path:
         parts = path.split("campaign_worker/", 1)[1].split("/")
+        if parts[:2] == ["entrypoints", "cli.py"]:
+            return "campaign_worker.entrypoints.cli"  # the bottom of every stack
         return "campaign_worker." + parts[0].removesuffix(".py")
     if "site-packages/" in path:
         return path.split("site-packages/", 1)[1].split("/")[0].removesuffix(".py")
@@ -50,6 +52,11 @@ def library(file: str) -> str:
     if m:
         return m[1].removesuffix(".py")
     return path.rsplit("/", 1)[-1] or "?"
+
+
+ROOTS = frozenset(
+    {"?", "asyncio", "selectors", "threading", "runners", "campaign_worker.entrypoints.cli"}
+)
 
 
 def top(counter: Counter[str], total: int, n: int = 5) -> list[tuple[str, float]]:
@@ -70,9 +77,8 @@ def summarise(text: str, n: int = 5) -> str:
         function[f"{func} ({library(file)})"] += count
         for lib in {library(f) for _, f in frames}:
             inclusive[lib] += count
-    # what every stack holds (the CLI, the event loop's run) says nothing
-    everywhere = {k for k, v in inclusive.items() if v >= 0.95 * total}
-    for k in everywhere:
+    # the roots of stacks (the script, the CLI, the event loop, threads) say nothing
+    for k in [k for k in inclusive if k in ROOTS or k.endswith(("-worker", "_worker.py"))]:
         del inclusive[k]
     lines = [f"profile: {total} samples"]
     lines.append(f"  top {n} by library of the leaf frame (self time):")

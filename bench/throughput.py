@@ -579,12 +579,12 @@ class Bench:
 
             collector.expect(plan.ids(), on_first=first)
             await proc.start()
-            if self.args.profile and kind == "worker" and label == "mix":
-                profiler = asyncio.create_task(self.profile(collector, proc))
+            if self.args.profile and label in ("mix", "naive"):
+                profiler = asyncio.create_task(self.profile(label, collector, proc))
             t1 = await self.wait_done(label, collector, proc, db, len(plan.commands))
             cpu1, rss = proc.cpu(), proc.peak_rss_mib()
             if profiler is not None:
-                await self.stop_profile(profiler)
+                await self.stop_profile(label, profiler)
             self.check_refusals(label, collector)
             expected = Counter(h.OUTCOME_OF[c.type] for c in plan.commands)
             if not collector.rejected and collector.types != expected:
@@ -760,14 +760,14 @@ class Bench:
 
     # ------------------------------------------------------------------ profile
 
-    async def profile(self, collector: Collector, proc: Proc) -> Path | None:
+    async def profile(self, label: str, collector: Collector, proc: Proc) -> Path | None:
         """py-spy over the worker from its first outcome until done (raw collapsed stacks)."""
         spy = py_spy()
         if spy is None:
             say("  profile: py-spy is not installed (pip install -e '.[bench]'); skipped")
             return None
         await collector.first_seen.wait()
-        out = self.profile_path()
+        out = self.profile_path(label)
         spy_proc = await asyncio.create_subprocess_exec(
             spy, "record", "--pid", str(proc.pid), "--format", "raw", "--rate", "100", "--gil",
             "--full-filenames",
@@ -783,15 +783,15 @@ class Bench:
                 say(f"  profile: py-spy wrote nothing: {err.decode(errors='replace')[-500:]}")
         return out
 
-    def profile_path(self) -> Path:
+    def profile_path(self, label: str) -> Path:
         out_dir = Path(self.args.profile)
         out_dir.mkdir(parents=True, exist_ok=True)
-        return out_dir / "profile-mix.txt"
+        return out_dir / f"profile-{label}.txt"
 
-    async def stop_profile(self, task: asyncio.Task[Path | None]) -> None:
+    async def stop_profile(self, label: str, task: asyncio.Task[Path | None]) -> None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        say(summarise_profile(self.profile_path()))
+        say(summarise_profile(self.profile_path(label)))
 
 
 # --------------------------------------------------------------------------------------
@@ -1034,7 +1034,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--stall-timeout", type=float, default=120, help="fail after this long without progress"
     )
     parser.add_argument(
-        "--profile", metavar="DIR", help="py-spy record the worker during mix into DIR"
+        "--profile",
+        metavar="DIR",
+        help="py-spy record the worker during mix (and naive) into DIR/profile-LABEL.txt",
     )
     args = parser.parse_args(argv)
     quick = args.quick
