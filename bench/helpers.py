@@ -245,7 +245,7 @@ def creates_plan(n: int, now: datetime | None = None) -> MixPlan:
     return MixPlan(commands=[command("campaign.create", str(uuid.uuid4()), data) for _ in range(n)])
 
 
-def units_for(messages: int) -> int:
+def units_for(messages: float) -> int:
     """Whole mix units (six commands each) for about `messages` commands, at least one."""
     return max(1, round(messages / len(MIX_TYPES)))
 

@@ -491,7 +491,8 @@ class NaiveWorker:
     async def publish_once(self, producer: AIOKafkaProducer) -> int:
         async with AsyncSession(self.engine) as session:
             async with session.begin():
-                rows = (await session.exec(select(Outbox).order_by(Outbox.id).limit(500))).all()
+                query = select(Outbox).order_by(Outbox.id).limit(500)  # type: ignore[arg-type]
+                rows = (await session.exec(query)).all()
                 futures = [
                     await producer.send(
                         self.prefix + r.topic,
