@@ -617,7 +617,10 @@ class Bench:
                 rss,
                 dict(collector.types),
                 dict(collector.rejected),
-                {"startup_to_first_outcome_s": round(mark["t0"] - proc.started_at, 2)},
+                {
+                    "startup_to_first_outcome_s": round(mark["t0"] - proc.started_at, 2),
+                    "load_average_1m": load_average(),
+                },
                 first_poll=collector.first_poll,
             )
             say(
@@ -764,6 +767,7 @@ class Bench:
                 extra={
                     "from_worker_start_s": round(t1 - proc.started_at, 2),
                     "startup_to_first_outcome_s": round(mark["t0"] - proc.started_at, 2),
+                    "load_average_1m": load_average(),
                 },
                 first_poll=collector.first_poll,
             )
@@ -836,6 +840,7 @@ def report(
                 f"{r.cpu_share:.0%}",
                 f"{r.rss_mib:.0f}",
                 sum(r.rejected.values()),
+                r.extra.get("load_average_1m", "-"),
             ]
         )
     if due is not None:
@@ -850,6 +855,7 @@ def report(
                 f"{due.cpu_share:.0%}",
                 f"{due.rss_mib:.0f}",
                 0,
+                due.extra.get("load_average_1m", "-"),
             ]
         )
     if rows:
@@ -865,6 +871,7 @@ def report(
                     "worker CPU",
                     "peak RSS MiB",
                     "refused",
+                    "load 1m",
                 ],
                 rows,
             )
@@ -941,6 +948,15 @@ def report(
     return "\n".join(lines), document
 
 
+def load_average() -> float | None:
+    """The machine's 1-minute load average: the bench shares the cores with whatever else
+    runs, and this says how much did."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def machine() -> dict[str, Any]:
     model = ""
     with contextlib.suppress(OSError):
@@ -956,6 +972,7 @@ def machine() -> dict[str, Any]:
         "cpu": model,
         "memory_gib": round(mem / 1024 / 1024, 1),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load_average_1m": load_average(),
     }
 
 
@@ -1019,7 +1036,10 @@ async def main(args: argparse.Namespace) -> int:
     document["problems"] = bench.problems + ([failure] if failure else [])
     document["wall_s"] = round(time.monotonic() - started, 1)
     m = document["machine"]
-    print(f"machine: {m['nproc']} cores, {m['cpu']}, {m['memory_gib']} GiB; {m['date']}")
+    print(
+        f"machine: {m['nproc']} cores, {m['cpu']}, {m['memory_gib']} GiB; {m['date']}; "
+        f"load average {m['load_average_1m']} at the end"
+    )
     print(text)
     if args.json:
         write_json(args.json, document)
