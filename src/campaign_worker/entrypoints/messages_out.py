@@ -221,6 +221,8 @@ NotificationKind = Literal[
     "billing_error",
     "out_of_budget",
     "low_relevance",
+    "statement_issued",
+    "refund_issued",
 ]
 
 

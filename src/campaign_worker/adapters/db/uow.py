@@ -50,6 +50,7 @@ from campaign_worker.service.envelope import OutboxMessage
 from campaign_worker.service.unit_of_work import (
     CampaignExtras,
     DeadLetterEntry,
+    DueSettlement,
     DueTrigger,
     HistoryEntry,
     InboxEntry,
@@ -351,6 +352,9 @@ class SqlUnitOfWork:
                 "account": dump(a),
                 "version": a.version,
                 "updated_at": now,
+                "settle_at": a.settle_at if a.settlement_pending else None,
+                "live_impressions": a.live_impressions,
+                "live_clicks": a.live_clicks,
             }
             for a in accounts
         ]
@@ -550,6 +554,37 @@ class SqlUnitOfWork:
         )
         new = {r[0] for r in await self.conn.execute(stmt)}
         return [n for n in requests if n.id in new]
+
+    async def claim_settlements(self, now: datetime, limit: int) -> list[DueSettlement]:
+        # The campaign row is what is locked (as by claim_due and every message batch), so
+        # a tick and a batch never lock the same campaign's rows in opposite orders.
+        a, c = campaign_accounts.c, campaigns.c
+        stmt = (
+            select(a.campaign_id, a.settle_at)
+            .join_from(campaign_accounts, campaigns, c.id == a.campaign_id)
+            .where(a.settle_at.is_not(None), a.settle_at <= now)
+            .order_by(a.settle_at, a.campaign_id)
+            .limit(limit)
+            .with_for_update(of=campaigns, skip_locked=True)
+        )
+        return [DueSettlement(r.campaign_id, r.settle_at) for r in await self.conn.execute(stmt)]
+
+    async def relevance_peers(
+        self, product_ids: Iterable[str], min_impressions: int
+    ) -> dict[str, dict[UUID, tuple[int, int]]]:
+        wanted = sorted(set(product_ids))
+        result: dict[str, dict[UUID, tuple[int, int]]] = {p: {} for p in wanted}
+        if not wanted:
+            return result
+        a, c = campaign_accounts.c, campaigns.c
+        stmt = (
+            select(c.ad_product_id, a.campaign_id, a.live_impressions, a.live_clicks)
+            .join_from(campaigns, campaign_accounts, c.id == a.campaign_id)
+            .where(c.ad_product_id.in_(wanted), a.live_impressions >= min_impressions)
+        )
+        for r in await self.conn.execute(stmt):
+            result[r.ad_product_id][r.campaign_id] = (r.live_impressions, r.live_clicks)
+        return result
 
 
 __all__ = ["SqlUnitOfWork", "decode_headers", "row_to_campaign"]
