@@ -587,3 +587,21 @@ async def test_statement_refund_and_low_relevance_emails_say_what_happened_in_te
     for part in rendered(refunded).values():
         assert "880.00 EUR" in part and "unused budget of the ended campaign" in part
     assert statement.subject == 'Statement for campaign "Winter sale": 220.00 EUR'
+
+
+async def test_a_late_report_reaching_the_budget_of_a_closed_campaign_sends_no_budget_email() -> (
+    None
+):
+    w = World()
+    await w.product()
+    cid = await w.live_campaign(budget="100.00")
+    await w.close(cid)
+    await w.deliver(cid, "150.00", END - timedelta(hours=1), END)
+    (recorded,) = w.out("delivery.recorded", cid)
+    assert recorded["billable_spend"]["amount"] == "100.00"
+    assert recorded["non_billable_reason"] == "over_budget"
+    assert w.emails("out_of_budget", cid) == []
+    await w.send("delivery.final", cid)
+    (statement,) = w.out("settlement.statement_issued", cid)
+    assert statement["spent_amount"]["amount"] == "100.00"
+    assert statement["refund_amount"]["amount"] == "0.00"

@@ -12,7 +12,7 @@ from uuid import UUID
 from campaign_worker.domain import commands as cmd
 from campaign_worker.domain.errors import Refusal, RefusalCode
 from campaign_worker.domain.lifecycle import evolve, stop_for_low_relevance
-from campaign_worker.domain.model import Actor, Campaign, Role, Status
+from campaign_worker.domain.model import TERMINAL, Actor, Campaign, Role, Status
 from campaign_worker.domain.serving import Hold, HoldSignal
 from campaign_worker.domain.settlement import (
     DeliveryReport,
@@ -183,7 +183,9 @@ def handle_delivery(batch: Batch, item: Inbound, command: cmd.ReportDelivery) ->
                     "clicks": ev.clicks,
                 },
             )
-        if isinstance(ev, SpendRecorded) and ev.budget_reached:
+        # (a closed campaign's last reports may still reach the budget before its statement:
+        # the ended campaign needs no hold and no email about it)
+        if isinstance(ev, SpendRecorded) and ev.budget_reached and campaign.status not in TERMINAL:
             apply_signal(batch, item, campaign.id, HoldSignal.BUDGET_EXHAUSTED, BILLING)
             notify(batch, item, "out_of_budget", campaign, {"spent": str(ev.spent_total)})
     _judge_relevance(batch, item, campaign.id)
