@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
@@ -139,11 +140,13 @@ class Worker:
 
 
 def money_rules(settings: Settings) -> MoneyRules:
-    """The configured money numbers: VAT and the relevance thresholds."""
+    """The money rules from the settings (VAT, relevance, settlement grace)."""
     return MoneyRules(
         tax_rate=settings.vat_rate,
         relevance_min_impressions=settings.relevance_min_impressions,
         relevance_min_ctr=settings.relevance_min_ctr,
+        relevance_peer_ratio=settings.relevance_peer_ratio,
+        settlement_grace=timedelta(seconds=settings.settlement_grace_s),
     )
 
 
