@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
@@ -25,10 +26,13 @@ from campaign_worker.adapters.metrics import Metrics
 from campaign_worker.adapters.notifier import Notifier
 from campaign_worker.adapters.outbox import OutboxRelay
 from campaign_worker.config import Settings
+from campaign_worker.domain.settlement import MoneyRules
 from campaign_worker.entrypoints.http import HttpServer
 from campaign_worker.entrypoints.kafka import register_subscriber
+from campaign_worker.entrypoints.messages import INBOUND_TYPES
 from campaign_worker.entrypoints.scheduler import DueScheduler
 from campaign_worker.service.processor import Processor, RetryPolicy
+from campaign_worker.service.routing import check_routes
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +139,20 @@ class Worker:
         return checks
 
 
+def money_rules(settings: Settings) -> MoneyRules:
+    """The money rules from the settings (VAT, relevance, settlement grace)."""
+    return MoneyRules(
+        tax_rate=settings.vat_rate,
+        relevance_min_impressions=settings.relevance_min_impressions,
+        relevance_min_ctr=settings.relevance_min_ctr,
+        relevance_peer_ratio=settings.relevance_peer_ratio,
+        settlement_grace=timedelta(seconds=settings.settlement_grace_s),
+    )
+
+
 def build_worker(settings: Settings) -> Worker:
+    # every inbound type's command has its one handler, or the worker does not start
+    check_routes(spec.command for spec in INBOUND_TYPES.values())
     metrics = Metrics()
     engine = build_engine(settings)
     stopping = asyncio.Event()
@@ -189,6 +206,7 @@ def build_worker(settings: Settings) -> Worker:
         ),
         observer=metrics,
         on_commit=committed,
+        rules=money_rules(settings),
     )
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,

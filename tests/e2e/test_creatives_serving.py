@@ -4,6 +4,7 @@ and Postgres."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from campaign_worker.entrypoints.cli import main as cli_main
 from tests.conftest import Harness
-from tests.support.contract import Driver, iso
+from tests.support.contract import PRODUCT, Driver, iso, product_event
 from tests.support.kafka_io import cloudevent
 from tests.support.util import eventually, seed_product
 
@@ -64,6 +65,17 @@ async def approved_creative(
         "review.creative_approved", cid, {"creative_id": creative_id}, as_="publisher"
     )
     assert got.type == "creative.status_changed" and got.data["to"] == "APPROVED", got.data
+
+
+async def units_of_product(drv: Driver, units: list[str]) -> None:
+    """The catalog changes the product's unit set; wait until the worker stored it."""
+    await drv.h.up.send("campaign.catalog", product_event(unit_ids=units))
+
+    async def stored() -> bool:
+        rows = await drv.h.fetch("SELECT unit_ids::text FROM ad_products WHERE id=$1", PRODUCT)
+        return bool(rows) and json.loads(rows[0]["unit_ids"]) == units
+
+    await eventually(stored)
 
 
 def serving(drv: Driver, cid: str) -> list[dict[str, Any]]:
@@ -190,6 +202,9 @@ async def test_catalog_marking_the_product_unbuyable_holds_its_live_campaigns(
 async def test_duplicate_copies_only_the_approved_compatible_creative_as_under_review(
     drv: Driver,
 ) -> None:
+    # the product had a second unit when the creatives were registered (a creative must use a
+    # unit of its product); the catalog drops that unit before the duplication
+    await units_of_product(drv, ["unit-728x90", "unit-300x250"])
     cid = await drv.create(targeting={"categories": ["cat-ok", "cat-gone"], "groups": []})
     await drv.h.up.send(
         "campaign.catalog",
@@ -229,6 +244,7 @@ async def test_duplicate_copies_only_the_approved_compatible_creative_as_under_r
         return bool(await drv.h.fetch("SELECT 1 FROM catalog_categories WHERE id='cat-gone'"))
 
     await eventually(category_stored)
+    await units_of_product(drv, ["unit-728x90"])
     new_id = str(uuid.uuid4())
     dup = await drv.send("campaign.duplicate", cid, {"new_campaign_id": new_id})
     [result] = await drv.h.down.wait_for(

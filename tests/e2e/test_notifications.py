@@ -152,7 +152,12 @@ async def test_each_campaign_kind_sends_exactly_one_email_and_one_requested_and_
     )
     assert "misleading claims" in rejected_text and "misleading claims" in rejected_html
     started_text, _ = text_and_html(by_subject['Your campaign "Spring sale" is live'])
-    assert "Running (LIVE)" in started_text
+    # the display status of the email is the event's: LIVE without an approved creative
+    [live] = [
+        r for r in harness.down.of_type("campaign.status_changed", ada) if r.data["to"] == "LIVE"
+    ]
+    assert live.data["display_status"] == "Ad groups not running"
+    assert "Ad groups not running (LIVE)" in started_text
     ended_text, _ = text_and_html(by_subject['Your campaign "Spring sale" has ended'])
     assert "Ended (CLOSED)" in ended_text and "stopped delivering ads" in ended_text
     approved = by_subject['Your campaign "Spring sale" was approved']

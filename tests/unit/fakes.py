@@ -8,15 +8,14 @@ from datetime import datetime
 from typing import Self
 from uuid import UUID
 
-from campaign_worker.domain.creatives import Creative
-from campaign_worker.domain.duplication import CategoryState
-from campaign_worker.domain.model import AdProduct, Campaign, Status
+from campaign_worker.domain.model import AdProduct, Campaign, CategoryState, Creative, Status
 from campaign_worker.domain.serving import Hold
 from campaign_worker.domain.settlement import Account, Statement
 from campaign_worker.service.envelope import OutboxMessage
 from campaign_worker.service.unit_of_work import (
     CampaignExtras,
     DeadLetterEntry,
+    DueSettlement,
     DueTrigger,
     HistoryEntry,
     InboxEntry,
@@ -96,8 +95,13 @@ class FakeUnitOfWork:
                 new.append(e)
         return new
 
+    # Reads see this unit of work's own writes, as a transaction does.
+    def _campaigns(self) -> dict[UUID, Campaign]:
+        return {**self.store.campaigns, **self.staged.campaigns}
+
     async def lock_campaigns(self, ids: Iterable[UUID]) -> dict[UUID, Campaign]:
-        return {i: self.store.campaigns[i] for i in set(ids) if i in self.store.campaigns}
+        campaigns = self._campaigns()
+        return {i: campaigns[i] for i in set(ids) if i in campaigns}
 
     async def save_campaigns(self, campaigns: Sequence[Campaign], now: datetime) -> None:
         self.staged.campaigns.update({c.id: c for c in campaigns})
@@ -106,7 +110,8 @@ class FakeUnitOfWork:
         self.staged.history.extend(entries)
 
     async def get_products(self, ids: Iterable[str]) -> dict[str, AdProduct]:
-        return {i: self.store.products[i] for i in set(ids) if i in self.store.products}
+        products = {**self.store.products, **self.staged.products}
+        return {i: products[i] for i in set(ids) if i in products}
 
     async def save_products(self, products: Sequence[AdProduct], now: datetime) -> None:
         self.staged.products.update({p.id: p for p in products})
@@ -118,13 +123,13 @@ class FakeUnitOfWork:
             holds=dict.fromkeys(ids, frozenset()),
             suspension_reasons=dict.fromkeys(ids),
         )
-        for (cid, crid), creative in self.store.creatives.items():
+        for (cid, crid), creative in {**self.store.creatives, **self.staged.creatives}.items():
             if cid in ids:
                 extras.creatives[cid][crid] = creative
-        for cid, (held, reason) in self.store.holds.items():
+        for cid, (held, reason) in {**self.store.holds, **self.staged.holds}.items():
             if cid in ids:
                 extras.holds[cid], extras.suspension_reasons[cid] = held, reason
-        for cid, account in self.store.accounts.items():
+        for cid, account in {**self.store.accounts, **self.staged.accounts}.items():
             if cid in ids:
                 extras.accounts[cid] = account
         return extras
@@ -136,15 +141,22 @@ class FakeUnitOfWork:
         self.staged.ledger.extend(rows)
 
     async def add_statements(self, statements: Sequence[Statement], now: datetime) -> None:
-        self.staged.statements.update({st.campaign_id: st for st in statements})
+        for st in statements:  # the unique key on campaign_id, checked at once like SQL's
+            if st.campaign_id in self.store.statements or st.campaign_id in self.staged.statements:
+                raise AssertionError(f"second statement for {st.campaign_id}")
+            self.staged.statements[st.campaign_id] = st
 
     async def status_history(
         self, campaign_ids: Iterable[UUID]
     ) -> dict[UUID, list[tuple[datetime, Status]]]:
         ids = set(campaign_ids)
         result: dict[UUID, list[tuple[datetime, Status]]] = {cid: [] for cid in ids}
-        for h in self.store.history:
-            if h.campaign_id in ids and h.to_status is not None:
+        history = sorted(
+            (h for h in (*self.store.history, *self.staged.history) if h.campaign_id in ids),
+            key=lambda h: h.version,
+        )
+        for h in history:
+            if h.to_status is not None:
                 result[h.campaign_id].append((h.occurred_at, Status(h.to_status)))
         return result
 
@@ -152,7 +164,7 @@ class FakeUnitOfWork:
         self.store.product_locks.append(product_id)
         return {
             c.id: c
-            for c in self.store.campaigns.values()
+            for c in self._campaigns().values()
             if c.ad_product_id == product_id and c.status not in (Status.CLOSED, Status.CANCELLED)
         }
 
@@ -165,19 +177,25 @@ class FakeUnitOfWork:
         self.staged.holds.update(holds)
 
     async def get_categories(self, ids: Iterable[str]) -> dict[str, CategoryState]:
-        return {i: self.store.categories[i] for i in set(ids) if i in self.store.categories}
+        categories = {**self.store.categories, **self.staged.categories}
+        return {i: categories[i] for i in set(ids) if i in categories}
 
     async def save_categories(self, states: Mapping[str, CategoryState], now: datetime) -> None:
         self.staged.categories.update(states)
 
     async def claim_due(self, now: datetime, limit: int) -> list[DueTrigger]:
+        # earliest due first, then by id; a BOOKED campaign whose start and end both passed
+        # is due (to start, and so to close at once) at the earlier of the two
         due = []
-        for c in self.store.campaigns.values():
+        for c in self._campaigns().values():
             if c.status is Status.BOOKED and c.start_at <= now:
-                due.append(DueTrigger(c.id, "start", c.start_at))
-            elif c.status in (Status.BOOKED, Status.LIVE, Status.PAUSED) and c.end_at <= now:
-                due.append(DueTrigger(c.id, "end", c.end_at))
-        return sorted(due, key=lambda d: d.due_at)[:limit]
+                due.append((min(c.start_at, c.end_at), c.id, DueTrigger(c.id, "start", c.start_at)))
+            elif (
+                c.status in (Status.SUBMITTED, Status.BOOKED, Status.LIVE, Status.PAUSED)
+                and c.end_at <= now
+            ):
+                due.append((c.end_at, c.id, DueTrigger(c.id, "end", c.end_at)))
+        return [d for _, _, d in sorted(due, key=lambda d: (d[0], d[1]))[:limit]]
 
     async def add_outbox(self, messages: Sequence[OutboxMessage]) -> None:
         self.staged.outbox.extend(messages)
@@ -192,3 +210,24 @@ class FakeUnitOfWork:
                 self.staged.notifications[k] = n
                 new.append(n)
         return new
+
+    async def claim_settlements(self, now: datetime, limit: int) -> list[DueSettlement]:
+        due = [
+            DueSettlement(cid, a.settle_at)
+            for cid, a in self.store.accounts.items()
+            if a.settlement_pending and a.settle_at is not None and a.settle_at <= now
+        ]
+        return sorted(due, key=lambda d: (d.due_at, d.campaign_id))[:limit]
+
+    async def relevance_peers(
+        self, product_ids: Iterable[str], min_impressions: int
+    ) -> dict[str, dict[UUID, tuple[int, int]]]:
+        wanted = set(product_ids)
+        result: dict[str, dict[UUID, tuple[int, int]]] = {p: {} for p in wanted}
+        for cid, a in self.store.accounts.items():
+            campaign = self.store.campaigns.get(cid)
+            if campaign is None or campaign.ad_product_id not in wanted:
+                continue
+            if a.live_impressions >= min_impressions:
+                result[campaign.ad_product_id][cid] = (a.live_impressions, a.live_clicks)
+        return result

@@ -11,35 +11,44 @@ from uuid import uuid4
 
 import pytest
 
-from campaign_worker.domain.creatives import (
-    CREATIVE_ACTIONS,
+from campaign_worker.domain.commands import (
     ApproveCreative,
     CreateCreative,
-    Creative,
-    CreativeAction,
     CreativeCommand,
-    CreativeContent,
-    CreativeDeleted,
-    CreativeEvent,
-    CreativeRegistered,
-    CreativeStatus,
-    CreativeStatusChanged,
-    CreativeUpdated,
     DeleteCreative,
     PauseCreative,
     RejectCreative,
     ResumeCreative,
     UpdateCreative,
+)
+from campaign_worker.domain.creatives import (
+    CREATIVE_ACTIONS,
+    CreativeAction,
+    CreativeDeleted,
+    CreativeEvent,
+    CreativeRegistered,
+    CreativeStatusChanged,
+    CreativeUpdated,
     action_of,
     apply_creative_events,
     decide_creative,
     evolve_creative,
 )
 from campaign_worker.domain.errors import Refusal, RefusalCode
-from campaign_worker.domain.model import TERMINAL, Actor, Campaign, Role, Status
+from campaign_worker.domain.model import (
+    TERMINAL,
+    Actor,
+    Campaign,
+    Creative,
+    CreativeContent,
+    CreativeStatus,
+    Role,
+    Status,
+)
 from tests.unit.domain_builders import (
     OTHER_ADVERTISER,
     OWNER,
+    PRODUCTS,
     PUBLISHER,
     SYSTEM,
     campaign_in,
@@ -597,3 +606,44 @@ def test_update_command_and_event_changes_are_read_only() -> None:
     assert command.changes["name"] == "A"
     with pytest.raises(TypeError):
         command.changes["name"] = "C"  # type: ignore[index]
+
+
+# =============================================================================================
+# Second pass: ad units of the product, a pause that survives review
+# =============================================================================================
+
+
+def test_a_creative_must_use_an_ad_unit_of_its_product() -> None:
+    campaign = campaign_in(Status.LIVE)
+    product = PRODUCTS["prod-1"]  # units unit-a, unit-b
+    register = CreateCreative(campaign.id, CREATIVE_ID, "Socks banner", "unit-z", CONTENT)
+    with pytest.raises(Refusal) as info:
+        decide_creative(campaign, None, register, OWNER, NOW, product)
+    assert info.value.code is RefusalCode.VALIDATION_FAILED
+    assert "'unit-z'" in info.value.message and "unit-a, unit-b" in info.value.message
+    creative = creative_of(campaign, UA)
+    edit = UpdateCreative(campaign.id, CREATIVE_ID, {"ad_unit_id": "unit-z"})
+    with pytest.raises(Refusal) as info:
+        decide_creative(campaign, creative, edit, OWNER, NOW, product)
+    assert "'unit-z'" in info.value.message
+    moved = UpdateCreative(campaign.id, CREATIVE_ID, {"ad_unit_id": "unit-b"})
+    assert decide_creative(campaign, creative, moved, OWNER, NOW, product)
+    legacy = creative_of(campaign, UA, ad_unit_id="unit-old")  # a name edit is not a content edit
+    rename = UpdateCreative(campaign.id, CREATIVE_ID, {"name": "Renamed"})
+    assert decide_creative(campaign, legacy, rename, OWNER, NOW, product)
+
+
+def test_an_advertisers_pause_survives_a_content_edit_and_its_review() -> None:
+    campaign = campaign_in(Status.LIVE)
+    creative = creative_of(campaign, UA)
+    creative, _ = run(campaign, creative, PauseCreative(campaign.id, CREATIVE_ID), OWNER)
+    assert creative.status is UP and creative.paused
+    edit = UpdateCreative(campaign.id, CREATIVE_ID, {"content": NEW_CONTENT})
+    creative, _ = run(campaign, creative, edit, OWNER)
+    assert creative.status is US and creative.paused
+    approve = ApproveCreative(campaign.id, CREATIVE_ID)
+    creative, events = run(campaign, creative, approve, PUBLISHER)
+    assert creative.status is UP  # not APPROVED: the advertiser paused it
+    assert isinstance(events[-1], CreativeStatusChanged) and events[-1].to_status is UP
+    creative, _ = run(campaign, creative, ResumeCreative(campaign.id, CREATIVE_ID), OWNER)
+    assert creative.status is UA and not creative.paused

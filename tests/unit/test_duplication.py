@@ -10,17 +10,10 @@ from uuid import UUID, uuid4
 import pytest
 
 from campaign_worker.domain.commands import SubmitCampaign, UpdateCampaign
-from campaign_worker.domain.creatives import (
-    Creative,
-    CreativeContent,
-    CreativeRegistered,
-    CreativeStatus,
-    evolve_creative,
-)
+from campaign_worker.domain.creatives import CreativeRegistered, evolve_creative
 from campaign_worker.domain.duplication import (
     COPIED_FIELDS,
     RESET_FIELDS,
-    CategoryState,
     DuplicationResult,
     ExcludedCreative,
     ExclusionReason,
@@ -35,6 +28,10 @@ from campaign_worker.domain.model import (
     AdProduct,
     BillingType,
     Campaign,
+    CategoryState,
+    Creative,
+    CreativeContent,
+    CreativeStatus,
     FrequencyCap,
     Status,
     Targeting,

@@ -29,7 +29,6 @@ from campaign_worker.domain.lifecycle import (
     Trigger,
     apply_all,
     decide,
-    display_status,
     evolve,
     state_diagram_mermaid,
 )
@@ -45,6 +44,7 @@ from campaign_worker.domain.model import (
     Targeting,
 )
 from campaign_worker.domain.money import Money
+from campaign_worker.domain.serving import display_status
 from tests.unit.domain_builders import (
     AFTER_END,
     BEFORE_START,
@@ -498,8 +498,10 @@ def test_publisher_edits_approved_campaign() -> None:
     }
     for status in APPROVED:
         before = campaign_in(status)
-        campaign, events = run(before, UpdateCampaign(before.id, editable), PUBLISHER)
-        assert dict(update_event(events).changes) == editable
+        # a LIVE campaign's start cannot move into the future (spec §1 "Dates", tested below)
+        fields = {k: v for k, v in editable.items() if status is not Status.LIVE or k != "start_at"}
+        campaign, events = run(before, UpdateCampaign(before.id, fields), PUBLISHER)
+        assert dict(update_event(events).changes) == fields
         assert campaign.status is status and campaign.title == "Spring sale"
         earlier_end = END - timedelta(days=1)  # the publisher may also shorten
         campaign, _ = run(before, UpdateCampaign(before.id, {"end_at": earlier_end}), PUBLISHER)
@@ -838,7 +840,7 @@ def test_display_status_names_every_status() -> None:
         Status.CANCELLED: "Terminated",
     }
     for status, name in expected.items():
-        assert display_status(campaign_in(status)) == name
+        assert display_status(status, (), awaiting_charge=False) == name
 
 
 def test_state_diagram_is_rendered_from_the_table() -> None:
@@ -856,3 +858,70 @@ def test_state_diagram_is_rendered_from_the_table() -> None:
         assert edge in diagram
     rules_shown = {line.rsplit(" ", 1)[-1] for line in diagram.splitlines() if ": " in line}
     assert {f"T{n}" for n in range(1, 12)} <= rules_shown
+
+
+# =============================================================================================
+# §1 "Dates" (second pass)
+# =============================================================================================
+
+
+def test_submit_is_refused_when_the_end_has_passed() -> None:
+    for status in (Status.DRAFT, Status.REJECTED):  # submit and resubmit
+        campaign = campaign_in(status)
+        refusal = refused(campaign, SubmitCampaign(campaign.id), OWNER, now=AFTER_END)
+        assert refusal.code is RefusalCode.SCHEDULE_PASSED
+        assert "end" in refusal.message
+
+
+def test_submit_is_refused_when_start_is_not_before_end() -> None:
+    campaign = campaign_in(Status.DRAFT, start_at=END, end_at=END)
+    refusal = refused(campaign, SubmitCampaign(campaign.id), OWNER)
+    assert refusal.code is RefusalCode.VALIDATION_FAILED
+    assert "end_at" in refusal.message
+
+
+def test_unreviewed_campaign_whose_end_passes_is_cancelled_by_the_system() -> None:  # T12
+    campaign = campaign_in(Status.SUBMITTED)
+    after, events = run(campaign, EndDue(campaign.id, END), SYSTEM, now=AFTER_END)
+    event = status_event(events)
+    assert after.status is Status.CANCELLED
+    assert (event.rule, event.reason) == ("T12", "review_expired")
+
+
+def test_approval_after_the_end_has_passed_is_refused() -> None:
+    campaign = campaign_in(Status.SUBMITTED)
+    refusal = refused(campaign, ApproveCampaign(campaign.id), PUBLISHER, now=AFTER_END)
+    assert refusal.code is RefusalCode.SCHEDULE_PASSED
+
+
+def test_publisher_cannot_move_a_live_campaigns_start_into_the_future() -> None:
+    campaign = campaign_in(Status.LIVE)
+    later = DURING + timedelta(days=1)
+    refusal = refused(campaign, UpdateCampaign(campaign.id, {"start_at": later}), PUBLISHER, DURING)
+    assert refusal.code is RefusalCode.VALIDATION_FAILED
+    assert "start cannot move into the future" in refusal.message
+    earlier = START - timedelta(days=1)  # into the past is fine
+    after, _ = run(campaign, UpdateCampaign(campaign.id, {"start_at": earlier}), PUBLISHER, DURING)
+    assert after.start_at == earlier
+
+
+def test_nobody_moves_an_end_to_a_time_already_past() -> None:
+    past = DURING - timedelta(hours=1)
+    for status, actor in ((Status.DRAFT, OWNER), (Status.BOOKED, PUBLISHER)):
+        campaign = campaign_in(status, start_at=DURING - timedelta(days=2))
+        refusal = refused(campaign, UpdateCampaign(campaign.id, {"end_at": past}), actor, DURING)
+        assert refusal.code is RefusalCode.VALIDATION_FAILED
+        assert "has already passed" in refusal.message
+
+
+def test_a_refused_command_reports_every_problem_at_once() -> None:
+    bad = create_command(
+        contact=Contact(name="Ada", email="not-an-address"), start_at=END, end_at=START
+    )
+    refusal = refused(None, bad, OWNER)
+    assert refusal.code is RefusalCode.VALIDATION_FAILED
+    assert "contact.email" in refusal.message and "end_at" in refusal.message
+    campaign = campaign_in(Status.DRAFT)
+    edit = UpdateCampaign(campaign.id, {"title": " ", "contact": Contact("A", "x y@z")})
+    refusal = refused(campaign, edit, OWNER)
+    assert "title" in refusal.message and "contact.email" in refusal.message

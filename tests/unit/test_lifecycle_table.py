@@ -95,7 +95,7 @@ EXPECTED: dict[Status, dict[str, tuple[Outcome, Outcome, Outcome]]] = {
         "approve":    (F,                Status.BOOKED,    F),
         "reject":     (F,                Status.REJECTED,  F),
         "start_due":  (F,                F,                INV),
-        "end_due":    (F,                F,                INV),
+        "end_due":    (F,                F,                Status.CANCELLED),  # T12
         "pause":      (INV,              INV,              F),
         "resume":     (INV,              INV,              F),
         "cancel":     (Status.CANCELLED, Status.CANCELLED, F),
@@ -267,6 +267,10 @@ SPEC_ROWS = {
     (Status.BOOKED, Trigger.CANCEL): (Status.CANCELLED, {Role.PUBLISHER}, "T11"),
     (Status.LIVE, Trigger.CANCEL): (Status.CANCELLED, {Role.PUBLISHER}, "T11"),
     (Status.PAUSED, Trigger.CANCEL): (Status.CANCELLED, {Role.PUBLISHER}, "T11"),
+    (Status.SUBMITTED, Trigger.END): (Status.CANCELLED, {Role.SYSTEM}, "T12"),
+    # spec §7: the low-relevance stop ends the campaign (system only; from PAUSED too)
+    (Status.LIVE, Trigger.STOP): (Status.CLOSED, {Role.SYSTEM}, "T13"),
+    (Status.PAUSED, Trigger.STOP): (Status.CLOSED, {Role.SYSTEM}, "T13"),
 }
 
 

@@ -271,8 +271,66 @@ async def test_changes_the_spec_does_not_list_send_nothing() -> None:
     w = World()
     cid = await w.booked()
     await w.send("campaign.pause", cid)
-    await w.send("campaign.cancel", cid, {"reason": "policy"}, role="publisher")
+    await w.send("campaign.resume", cid)
+    await w.send("campaign.update", cid, {"title": "Renamed"}, role="publisher")
     assert [n.kind for n in w.requests()] == ["campaign_review_approved"]
+
+
+async def test_publisher_cancel_emails_the_advertiser_with_the_penalty() -> None:
+    w = World()
+    cid = await w.booked()
+    penalty = {"amount": "12.50", "currency": "EUR"}
+    await w.send("campaign.cancel", cid, {"reason": "policy", "penalty": penalty}, role="publisher")
+    [n] = [n for n in w.requests() if n.kind == "campaign_cancelled_by_publisher"]
+    assert (n.template_data["reason"], n.template_data["penalty"]) == ("policy", "12.50 EUR")
+
+
+async def test_suspension_and_reinstatement_each_email_the_advertiser_once() -> None:
+    w = World()
+    cid = await w.booked()
+    suspend = await w.send("review.campaign_suspended", cid, {"reason": "policy"}, role="publisher")
+    await w.send(
+        "review.campaign_suspended", cid, {"reason": "policy"}, role="publisher", id_=suspend["id"]
+    )  # a redelivery changes nothing
+    await w.send("review.campaign_reinstated", cid, role="publisher")
+    kinds = [n.kind for n in w.requests()]
+    assert kinds == ["campaign_review_approved", "campaign_suspended", "campaign_reinstated"]
+
+
+async def test_review_expired_emails_the_advertiser() -> None:
+    w = World()
+    await w.send(
+        "catalog.ad_product_upserted",
+        "p",
+        {
+            "ad_product_id": "p",
+            "name": "P",
+            "unit_ids": ["u"],
+            "unit_set_valid": True,
+            "buyable": True,
+        },
+        role="publisher",
+    )
+    cid = str(uuid.uuid4())
+    await w.send(
+        "campaign.create",
+        cid,
+        {
+            "advertiser_id": "adv-1",
+            "title": "Late",
+            "ad_product_id": "p",
+            "budget": {"amount": "100.00", "currency": "EUR"},
+            "billing_type": "manual",
+            "start_at": "2030-01-01T00:00:00Z",
+            "end_at": "2030-02-01T00:00:00Z",
+            "contact": {"name": "Ada", "email": "ada@example.com"},
+        },
+    )
+    await w.send("campaign.submit", cid)
+    w.now = END
+    await w.send("schedule.end_due", cid, {"due_at": "2030-02-01T00:00:00Z"}, role="system")
+    assert w.store.campaigns[uuid.UUID(cid)].status.value == "CANCELLED"
+    assert [n.kind for n in w.requests()] == ["review_expired"]
 
 
 async def test_a_title_with_crlf_gives_a_single_line_subject() -> None:

@@ -18,7 +18,8 @@ from jsonschema.exceptions import ValidationError
 from campaign_worker import topics
 from campaign_worker.entrypoints import messages, messages_out, schemas
 from campaign_worker.entrypoints.cli import EXAMPLES
-from campaign_worker.service.envelope import dead_letter, event
+from campaign_worker.service.envelope import event
+from campaign_worker.service.outbound import dead_letter
 from tests.support.contract import create_event, product_event
 from tests.support.kafka_io import cloudevent
 from tests.support.schemas import validate_outgoing

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from campaign_worker.domain import commands as cmd
+from campaign_worker.domain.commands import UpsertAdProduct
 from campaign_worker.domain.errors import RefusalCode
 from campaign_worker.domain.model import Role
 from campaign_worker.entrypoints.translate import translate
-from campaign_worker.service.inbound import Inbound, Source, Undecodable, UpsertAdProduct
+from campaign_worker.service.inbound import Inbound, Source, Undecodable
 
 CID = str(uuid.uuid4())
 

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from campaign_worker.service.handlers import BatchContext
-from campaign_worker.service.inbound import Inbound
-from campaign_worker.service.unit_of_work import DeadLetterEntry
+from campaign_worker.service.processor import BatchReport
 
 
 class Metrics:
@@ -36,6 +32,12 @@ class Metrics:
         )
         self.refusals = Counter(
             "campaign_worker_refusals_total", "Commands refused, by code.", ["code"], registry=r
+        )
+        self.deliveries_after_settlement = Counter(
+            "campaign_worker_deliveries_after_settlement",
+            "Delivery reports that arrived after their campaign's statement (recorded as "
+            "non-billable, never changing the statement).",
+            registry=r,
         )
         self.batch_seconds = Histogram(
             "campaign_worker_batch_duration_seconds",
@@ -167,30 +169,31 @@ class Metrics:
             registry=r,
         )
 
-    # ProcessingObserver
-    def batch_committed(
-        self,
-        ctx: BatchContext,
-        dead_lettered: Sequence[DeadLetterEntry],
-        duplicates: Sequence[Inbound],
-        seconds: float,
-    ) -> None:
-        self.batch_seconds.observe(seconds)
-        self.batch_size.observe(ctx.size)
-        for (topic, type_, outcome), n in ctx.outcomes.items():
-            self.messages.labels(topic, type_, outcome).inc(n)
-        for dup in duplicates:
+    # ProcessingObserver: every count is read from what the batch produced
+    def batch_committed(self, report: BatchReport) -> None:
+        self.batch_seconds.observe(report.seconds)
+        self.batch_size.observe(report.size)
+        for item in report.applied:
+            self.messages.labels(item.source.topic, item.type, "applied").inc()
+        for item, code in report.rejected:
+            self.messages.labels(item.source.topic, item.type, "rejected").inc()
+            self.refusals.labels(code).inc()
+        for dup in report.duplicates:
             self.messages.labels(dup.source.topic, dup.type, "duplicate").inc()
-        for dead in dead_lettered:
+        for dead in report.dead_lettered:
             self.messages.labels(dead.source.topic, dead.type or "", "dead_lettered").inc()
             self.dead_letters.labels(dead.source.topic, dead.code).inc()
-        for (src, dst), n in ctx.transitions.items():
-            self.transitions.labels(src, dst).inc(n)
-        for code, n in ctx.refusals.items():
-            self.refusals.labels(code).inc(n)
-        for trigger, seconds in ctx.lateness:
-            self.schedule_lateness.labels(trigger).observe(seconds)
-        for note in ctx.notifications:
+        for h in report.history:
+            if h.kind == "created" and h.to_status is not None:
+                self.transitions.labels("", h.to_status).inc()
+            elif h.kind == "status_changed" and h.from_status and h.to_status:
+                self.transitions.labels(h.from_status, h.to_status).inc()
+            lateness = h.details.get("lateness_seconds")
+            if lateness is not None and h.trigger is not None:
+                self.schedule_lateness.labels(h.trigger).observe(float(lateness))
+            if h.kind == "delivery_after_settlement":
+                self.deliveries_after_settlement.inc()
+        for note in report.notifications:
             self.notifications.labels(note.kind, "requested").inc()
 
     def batch_failed(self, error: BaseException, transient: bool) -> None:

@@ -51,7 +51,7 @@ from campaign_worker.adapters.db.tables import notifications, outbox
 from campaign_worker.adapters.db.uow import encode_headers
 from campaign_worker.adapters.mailer import Mailer, Outgoing, SendError, TransientSendError
 from campaign_worker.adapters.metrics import Metrics
-from campaign_worker.service.notifications import notification_outcome
+from campaign_worker.service.outbound import notification_outcome
 
 log = logging.getLogger(__name__)
 

@@ -1,30 +1,74 @@
 """The outbox relay: the only code that publishes to Kafka.
 
 One relay at a time publishes (a Postgres advisory lock held on a dedicated connection picks
-the leader among replicas), rows go out in id order and are deleted only after Kafka has
-acknowledged them, so one campaign's messages are never reordered and never lost; a crash
-between the acknowledgement and the delete re-publishes a few rows (consumers dedupe by the
-CloudEvent id).
+the leader among replicas; the leader also reads and deletes on that connection), rows go out
+in id order and are deleted only after Kafka has acknowledged them, so one campaign's
+messages are never reordered and never lost; a crash between the acknowledgement and the
+delete re-publishes a few rows (consumers dedupe by the CloudEvent id).
+
+A round is one read of the oldest rows, one record batch per partition at a time (records
+appended in id order to the partition the producer's default partitioner picks for their
+key: murmur2 of the key bytes, the Java client's rule, so a campaign's records stay on its
+partition), and one DELETE of the acknowledged ids.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import random
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import delete, func, select, text
+from aiokafka.partitioner import murmur2
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from campaign_worker.adapters.db.tables import outbox
-from campaign_worker.adapters.db.uow import decode_headers
+from campaign_worker.adapters.db.uow import decode_headers, driver_connection
 from campaign_worker.adapters.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 RELAY_LOCK = 0x63_77_72_6C  # "cwrl"
+
+READ_OUTBOX = (
+    "SELECT id, topic, key, value, headers::text, created_at FROM outbox ORDER BY id LIMIT $1"
+)
+DELETE_OUTBOX = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
+# The backlog gauge after a full round: the newest id minus the last one published (an
+# index lookup; ids skipped by rolled-back transactions make it an upper bound).
+NEWEST_OUTBOX_ID = "SELECT max(id) FROM outbox"
+
+
+@lru_cache(maxsize=1 << 16)
+def _hash(key: bytes) -> int:
+    return int(murmur2(key)) & 0x7FFFFFFF
+
+
+def partition_for(key: bytes | None, partitions: list[int], available: list[int]) -> int:
+    """The partition aiokafka's default partitioner (the Java client's rule) picks: murmur2
+    of the key bytes, made positive, modulo the partition count, among all partitions sorted
+    by id; a record without a key goes to a random available partition."""
+    if key is None:
+        return random.choice(available or partitions)
+    return partitions[_hash(key) % len(partitions)]
+
+
+_HEADERS: dict[str, list[tuple[str, bytes]]] = {}
+
+
+def _headers(stored: str) -> list[tuple[str, bytes]]:
+    """Kafka headers from their stored JSON text (the few distinct ones are kept decoded)."""
+    headers = _HEADERS.get(stored)
+    if headers is None:
+        headers = decode_headers(json.loads(stored))
+        if len(_HEADERS) < 256:
+            _HEADERS[stored] = headers
+    return headers
 
 
 class OutboxRelay:
@@ -44,6 +88,7 @@ class OutboxRelay:
         self._metrics = metrics
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
+        self._topics: dict[str, str] = {}
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._idle = asyncio.Event()
@@ -58,15 +103,17 @@ class OutboxRelay:
         while not self._stopping.is_set():
             try:
                 async with self._engine.connect() as lock_conn:
-                    if not await self._try_lead(lock_conn):
+                    pg = await driver_connection(lock_conn)
+                    if not await self._try_lead(pg):
                         await self._pause(max(self._poll_interval_s, 1.0))
                         continue
                     self.is_leader = True
                     log.info("outbox relay is the leader")
                     try:
-                        await self._lead(lock_conn)
+                        await self._lead(pg)
                     finally:
                         self.is_leader = False
+                        await self._resign(lock_conn, pg)
                 backoff = self._poll_interval_s
             except asyncio.CancelledError:
                 raise
@@ -76,67 +123,88 @@ class OutboxRelay:
                 await self._pause(backoff)
                 backoff = min(backoff * 2, 10.0)
 
-    async def _try_lead(self, conn: AsyncConnection) -> bool:
-        got = await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": RELAY_LOCK})
-        await conn.commit()
-        return bool(got)
+    @staticmethod
+    async def _resign(lock_conn: AsyncConnection, pg: Any) -> None:
+        """Give the lock up before the connection goes back to the pool (a pooled
+        connection still holding it would keep every relay of this process from leading)."""
+        try:
+            if not pg.is_closed():
+                await pg.execute("SELECT pg_advisory_unlock($1)", RELAY_LOCK)
+                return
+        except Exception as error:
+            log.debug("could not release the relay lock: %r", error)
+        await lock_conn.invalidate()  # closing the session releases the lock
 
-    async def _lead(self, lock_conn: AsyncConnection) -> None:
+    @staticmethod
+    async def _try_lead(pg: Any) -> bool:
+        return bool(await pg.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK))
+
+    async def _lead(self, pg: Any) -> None:
+        # Reads and deletes run on the connection that holds the lock: no pool checkout per
+        # round, and a lost connection (and with it the lock) fails the very next round.
         while not self._stopping.is_set():
-            published = await self.publish_once()
+            published = await self._publish(pg)
             if published == 0:
                 self._idle.set()
                 await self._pause(self._poll_interval_s)
-                # the lock lives as long as this connection: make sure it still does
-                await lock_conn.execute(text("SELECT 1"))
-                await lock_conn.commit()
 
     async def publish_once(self) -> int:
         """Publish one batch of the oldest rows; return how many went out."""
         async with self._engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(
-                        outbox.c.id,
-                        outbox.c.topic,
-                        outbox.c.key,
-                        outbox.c.value,
-                        outbox.c.headers,
-                        outbox.c.created_at,
-                    )
-                    .order_by(outbox.c.id)
-                    .limit(self._batch_size)
+            return await self._publish(await driver_connection(conn))
+
+    async def _publish(self, pg: Any) -> int:
+        rows = await pg.fetch(READ_OUTBOX, self._batch_size)
+        metrics = self._metrics
+        if not rows:
+            metrics.outbox_backlog.set(0)
+            metrics.outbox_oldest_age.set(0)
+            return 0
+        metrics.outbox_oldest_age.set(max(0.0, (datetime.now(UTC) - rows[0][5]).total_seconds()))
+        await asyncio.gather(*await self._produce(rows))  # every record acknowledged
+        await pg.execute(DELETE_OUTBOX, [r[0] for r in rows])
+        for topic, n in Counter(r[1] for r in rows).items():
+            metrics.outbox_published.labels(topic).inc(n)
+        if len(rows) == self._batch_size:
+            newest = await pg.fetchval(NEWEST_OUTBOX_ID)
+            metrics.outbox_backlog.set(max(0, (newest or 0) - rows[-1][0]))
+        else:
+            metrics.outbox_backlog.set(0)
+        return len(rows)
+
+    async def _produce(self, rows: list[Any]) -> list[asyncio.Future[Any]]:
+        """Queue every row, in id order, as record batches; return their delivery futures.
+        A partition has one open batch at a time: a full one is queued before the next one
+        is started, so the partition's records keep their order."""
+        producer = self._producer
+        futures: list[asyncio.Future[Any]] = []
+        open_batches: dict[tuple[str, int], Any] = {}
+        layouts: dict[str, tuple[list[int], list[int]]] = {}
+        for row in rows:
+            topic = self._topics.get(row[1])
+            if topic is None:
+                topic = self._topics[row[1]] = self._physical_topic(row[1])
+            layout = layouts.get(topic)
+            if layout is None:
+                partitions = sorted(await producer.partitions_for(topic))
+                available = sorted(
+                    producer.client.cluster.available_partitions_for_topic(topic) or ()
                 )
-            ).all()
-            await conn.commit()
-            if not rows:
-                self._metrics.outbox_backlog.set(0)
-                self._metrics.outbox_oldest_age.set(0)
-                return 0
-            self._metrics.outbox_oldest_age.set(
-                max(0.0, (datetime.now(UTC) - rows[0].created_at).total_seconds())
-            )
-            futures = [
-                await self._producer.send(
-                    self._physical_topic(r.topic),
-                    value=r.value,
-                    key=r.key,
-                    headers=decode_headers(r.headers),
-                )
-                for r in rows
-            ]
-            await asyncio.gather(*futures)
-            await conn.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in rows])))
-            await conn.commit()
-            for r in rows:
-                self._metrics.outbox_published.labels(r.topic).inc()
-            if len(rows) == self._batch_size:
-                backlog = await conn.scalar(select(func.count()).select_from(outbox))
-                await conn.commit()
-                self._metrics.outbox_backlog.set(backlog or 0)
-            else:
-                self._metrics.outbox_backlog.set(0)
-            return len(rows)
+                layout = layouts[topic] = (partitions, available)
+            key = row[2]
+            tp = (topic, partition_for(key, *layout))
+            batch = open_batches.get(tp)
+            if batch is None:
+                batch = open_batches[tp] = producer.create_batch()
+            headers = _headers(row[4])
+            if batch.append(timestamp=None, key=key, value=row[3], headers=headers) is None:
+                futures.append(await producer.send_batch(batch, tp[0], partition=tp[1]))
+                batch = open_batches[tp] = producer.create_batch()
+                batch.append(timestamp=None, key=key, value=row[3], headers=headers)
+        for (topic, partition), batch in open_batches.items():
+            batch.close()
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        return futures
 
     async def _pause(self, seconds: float) -> None:
         wake = asyncio.ensure_future(self._wake.wait())

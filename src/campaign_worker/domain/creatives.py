@@ -42,32 +42,40 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 from campaign_worker.domain.checks import aware_utc, coerce_str, invalid
+from campaign_worker.domain.commands import (
+    ApproveCreative,
+    CreateCreative,
+    CreativeCommand,
+    DeleteCreative,
+    PauseCreative,
+    RejectCreative,
+    ResumeCreative,
+    UpdateCreative,
+)
 from campaign_worker.domain.errors import Refusal, RefusalCode
-from campaign_worker.domain.model import TERMINAL, Actor, Campaign, Role
+from campaign_worker.domain.model import (
+    TERMINAL,
+    Actor,
+    AdProduct,
+    Campaign,
+    Creative,
+    CreativeContent,
+    CreativeStatus,
+    Role,
+)
 
 __all__ = [
     "CONTENT_FIELDS",
     "CREATIVE_ACTIONS",
     "CREATIVE_FIELDS",
     "NAME_MAX_LENGTH",
-    "ApproveCreative",
-    "CreateCreative",
-    "Creative",
     "CreativeAction",
-    "CreativeCommand",
-    "CreativeContent",
     "CreativeDeleted",
     "CreativeEvent",
     "CreativeRegistered",
     "CreativeRule",
-    "CreativeStatus",
     "CreativeStatusChanged",
     "CreativeUpdated",
-    "DeleteCreative",
-    "PauseCreative",
-    "RejectCreative",
-    "ResumeCreative",
-    "UpdateCreative",
     "action_of",
     "apply_creative_events",
     "decide_creative",
@@ -77,46 +85,8 @@ __all__ = [
 NAME_MAX_LENGTH = 200
 
 # ---------------------------------------------------------------------------------------------
-# The creative and its vocabulary
+# What an edit may change (the creative itself is in `model.py`)
 # ---------------------------------------------------------------------------------------------
-
-
-class CreativeStatus(StrEnum):
-    UNDER_REVIEW = "UNDER_REVIEW"
-    APPROVED = "APPROVED"
-    REJECTED = "REJECTED"
-    PAUSED = "PAUSED"
-
-
-@dataclass(frozen=True)
-class CreativeContent:
-    file_url: str
-    destination_url: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Creative:
-    """One creative of a campaign. `deleted` makes it a tombstone: the other fields keep their
-    last values for audit, and nothing can change it any more. `version` counts applied events
-    (registration gives 1)."""
-
-    id: str
-    campaign_id: UUID
-    name: str
-    ad_unit_id: str
-    content: CreativeContent
-    status: CreativeStatus = CreativeStatus.UNDER_REVIEW
-    rejection_reason: str | None = None  # set while REJECTED (last review's reason)
-    deleted: bool = False
-    deleted_at: datetime | None = None
-    version: int = 1
-
-    @property
-    def deliverable(self) -> bool:
-        """True when this creative may be delivered (APPROVED and not deleted)."""
-        return self.status is CreativeStatus.APPROVED and not self.deleted
-
 
 # Fields an UpdateCreative may carry. Changing any of CONTENT_FIELDS sends the creative back to
 # review; changing only the name does not.
@@ -125,73 +95,8 @@ CONTENT_FIELDS: frozenset[str] = frozenset({"ad_unit_id", "content"})
 _CONTENT_KEYS: tuple[str, ...] = ("file_url", "destination_url", "text")
 
 # ---------------------------------------------------------------------------------------------
-# Commands (imperative) and events (past tense)
+# Events (past tense); the commands are in `commands.py`
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CreateCreative:
-    campaign_id: UUID
-    creative_id: str
-    name: str
-    ad_unit_id: str
-    content: CreativeContent
-
-
-@dataclass(frozen=True)
-class UpdateCreative:
-    """`changes`: any of "name" (str), "ad_unit_id" (str), "content" (a `CreativeContent`, or a
-    mapping with any of file_url/destination_url/text, merged into the current content).
-    Stored as a read-only copy."""
-
-    campaign_id: UUID
-    creative_id: str
-    changes: Mapping[str, object]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "changes", MappingProxyType(dict(self.changes)))
-
-
-@dataclass(frozen=True)
-class DeleteCreative:
-    campaign_id: UUID
-    creative_id: str
-
-
-@dataclass(frozen=True)
-class PauseCreative:
-    campaign_id: UUID
-    creative_id: str
-
-
-@dataclass(frozen=True)
-class ResumeCreative:
-    campaign_id: UUID
-    creative_id: str
-
-
-@dataclass(frozen=True)
-class ApproveCreative:
-    campaign_id: UUID
-    creative_id: str
-
-
-@dataclass(frozen=True)
-class RejectCreative:
-    campaign_id: UUID
-    creative_id: str
-    reason: str
-
-
-CreativeCommand: TypeAlias = (
-    CreateCreative
-    | UpdateCreative
-    | DeleteCreative
-    | PauseCreative
-    | ResumeCreative
-    | ApproveCreative
-    | RejectCreative
-)
 
 
 class CreativeAction(StrEnum):
@@ -335,8 +240,12 @@ def decide_creative(
     command: CreativeCommand,
     actor: Actor,
     now: datetime,
+    product: AdProduct | None = None,
 ) -> list[CreativeEvent]:
     """The events `command` causes on `creative` (of `campaign`), or a `Refusal`.
+
+    `product` is the campaign's ad product: a creative's ad unit must be one of its units
+    (checked at registration and on a content edit; not checked when it is not given).
 
     `creative` is the stored creative with the command's id (a tombstone included), or None
     when there is none. `now` must be timezone-aware (it stamps the tombstone). Raises
@@ -389,10 +298,14 @@ def decide_creative(
     match command:
         case CreateCreative():
             _check_campaign_open(campaign, rule)
-            return [_register(command, campaign)]
+            registered = _register(command, campaign)
+            _check_unit(registered.creative.ad_unit_id, product)
+            return [registered]
         case UpdateCreative():
             assert creative is not None
-            return _update(campaign, creative, command)
+            events = _update(campaign, creative, command)
+            _check_unit(creative.ad_unit_id, product, events)
+            return events
         case DeleteCreative():
             assert creative is not None
             _check_campaign_open(campaign, rule)
@@ -408,9 +321,12 @@ def decide_creative(
                     raise invalid("reason is required to reject a creative")
                 reason = command.reason.strip()
             assert rule.target is not None
+            target = rule.target
+            if rule.action is _A.APPROVE and creative.paused:
+                target = CreativeStatus.PAUSED  # the advertiser's pause survives the review
             return [
                 CreativeStatusChanged(
-                    campaign.id, creative.id, creative.status, rule.target, rule.action, reason
+                    campaign.id, creative.id, creative.status, target, rule.action, reason
                 )
             ]
         case _:  # pragma: no cover - exhaustive
@@ -450,6 +366,22 @@ def _check_source(creative: Creative, rule: CreativeRule) -> None:
             RefusalCode.INVALID_TRANSITION,
             f"cannot {rule.action.value} creative {creative.id}: it is "
             f"{creative.status.value} (only from {allowed})",
+        )
+
+
+def _check_unit(unit: str, product: AdProduct | None, events: Iterable[CreativeEvent] = ()) -> None:
+    """The creative's ad unit must be a unit of its product: at registration (no `events`)
+    and after a content edit (`events` of an update; a name-only edit is not checked)."""
+    edits = [ev for ev in events if isinstance(ev, CreativeUpdated)]
+    if edits and not any(CONTENT_FIELDS & set(ev.changes) for ev in edits):
+        return
+    for ev in edits:
+        if "ad_unit_id" in ev.changes:
+            unit = str(ev.changes["ad_unit_id"])
+    if product is not None and unit not in product.unit_ids:
+        units = ", ".join(product.unit_ids) or "none"
+        raise invalid(
+            f"ad_unit_id {unit!r} is not a unit of ad product {product.id!r} (its units: {units})"
         )
 
 
@@ -620,10 +552,16 @@ def evolve_creative(creative: Creative | None, event: CreativeEvent) -> Creative
                     f"event expects {event.from_status.value}"
                 )
             rejected = event.to_status is CreativeStatus.REJECTED
+            paused = creative.paused
+            if event.action is _A.PAUSE:
+                paused = True
+            elif event.action is _A.RESUME:
+                paused = False
             return replace(
                 creative,
                 status=event.to_status,
                 rejection_reason=event.reason if rejected else None,
+                paused=paused,
                 version=version,
             )
         case CreativeDeleted():

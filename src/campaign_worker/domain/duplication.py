@@ -25,13 +25,15 @@ from enum import StrEnum
 from uuid import UUID, uuid5
 
 from campaign_worker.domain.checks import aware_utc
-from campaign_worker.domain.creatives import Creative, CreativeStatus
 from campaign_worker.domain.errors import Refusal, RefusalCode
 from campaign_worker.domain.lifecycle import TITLE_MAX_LENGTH
 from campaign_worker.domain.model import (
     Actor,
     AdProduct,
     Campaign,
+    CategoryState,
+    Creative,
+    CreativeStatus,
     Role,
     Status,
     Targeting,
@@ -42,7 +44,6 @@ __all__ = [
     "COPIED_FIELDS",
     "RESET_FIELDS",
     "START_DELAY",
-    "CategoryState",
     "DuplicationResult",
     "ExcludedCreative",
     "ExclusionReason",
@@ -63,14 +64,6 @@ COPIED_FIELDS: tuple[str, ...] = (
     "timezone",
 )
 RESET_FIELDS: tuple[str, ...] = ("budget", "start_at", "end_at", "title", "status")
-
-
-class CategoryState(StrEnum):
-    """A targeting category or group as the catalog last described it."""
-
-    ACTIVE = "active"
-    DEACTIVATED = "deactivated"
-    DELETED = "deleted"
 
 
 class ExclusionReason(StrEnum):

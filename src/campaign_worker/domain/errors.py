@@ -22,6 +22,7 @@ class RefusalCode(StrEnum):
     VALIDATION_FAILED = "validation_failed"
     DUPLICATE_NOT_ALLOWED = "duplicate_not_allowed"
     ALREADY_EXISTS = "already_exists"
+    SCHEDULE_PASSED = "schedule_passed"  # the campaign's end has passed: too late for this
 
 
 class Refusal(Exception):

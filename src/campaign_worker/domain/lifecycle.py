@@ -27,10 +27,10 @@ from campaign_worker.domain.checks import aware_utc, coerce_str, invalid
 from campaign_worker.domain.commands import (
     ApproveCampaign,
     CancelCampaign,
-    Command,
     CreateCampaign,
     EndDue,
     ExtendEnd,
+    LifecycleCommand,
     PauseCampaign,
     RejectCampaign,
     ResumeCampaign,
@@ -64,8 +64,8 @@ from campaign_worker.domain.model import (
 from campaign_worker.domain.money import Money
 
 __all__ = [
-    "DISPLAY_STATUS",
     "EDIT_RIGHTS",
+    "REVIEW_EXPIRED",
     "TITLE_MAX_LENGTH",
     "TRANSITIONS",
     "EditRight",
@@ -73,9 +73,9 @@ __all__ = [
     "Trigger",
     "apply_all",
     "decide",
-    "display_status",
     "evolve",
     "state_diagram_mermaid",
+    "stop_for_low_relevance",
 ]
 
 TITLE_MAX_LENGTH = 200
@@ -128,7 +128,39 @@ TRANSITIONS: Mapping[tuple[Status, Trigger], Transition] = _table(
     Transition(Status.BOOKED, Trigger.CANCEL, Status.CANCELLED, _PUBLISHER, "T11"),
     Transition(Status.LIVE, Trigger.CANCEL, Status.CANCELLED, _PUBLISHER, "T11"),
     Transition(Status.PAUSED, Trigger.CANCEL, Status.CANCELLED, _PUBLISHER, "T11"),
+    # the end passed before anyone reviewed it: the system cancels it (spec §1 "Dates")
+    Transition(Status.SUBMITTED, Trigger.END, Status.CANCELLED, _SYSTEM, "T12"),
+    # Spec §7: a low-relevance stop ends the campaign. From PAUSED too: its relevance is
+    # measured on the impressions it had while LIVE, and a late report for a LIVE period may
+    # cross the threshold after a pause; resuming it would only serve the same weak ads.
+    Transition(Status.LIVE, Trigger.STOP, Status.CLOSED, _SYSTEM, "T13"),
+    Transition(Status.PAUSED, Trigger.STOP, Status.CLOSED, _SYSTEM, "T13"),
 )
+
+# Why the system cancels an unreviewed campaign whose end passed (T12).
+REVIEW_EXPIRED = "review_expired"
+LOW_RELEVANCE = "low_relevance"  # the cause (reason) of a T13 stop
+
+
+def stop_for_low_relevance(campaign: Campaign, actor: Actor) -> CampaignStatusChanged:
+    """T13: the system closes a LIVE or PAUSED campaign whose relevance is too low (the
+    service judges relevance, `settlement.relevance`). Refuses any other status or actor."""
+    transition = TRANSITIONS.get((campaign.status, Trigger.STOP))
+    if transition is None:
+        raise Refusal(
+            RefusalCode.INVALID_TRANSITION,
+            f"cannot stop campaign {campaign.id} for low relevance: it is {campaign.status.value}",
+        )
+    if actor.role not in transition.roles:
+        raise Refusal(RefusalCode.FORBIDDEN, "only the system stops a campaign for low relevance")
+    return CampaignStatusChanged(
+        campaign_id=campaign.id,
+        from_status=campaign.status,
+        to_status=Status.CLOSED,
+        trigger=Trigger.STOP,
+        reason=LOW_RELEVANCE,
+        rule=transition.rule,
+    )
 
 
 def _roles_for(*triggers: Trigger) -> frozenset[Role]:
@@ -207,36 +239,13 @@ _NOT_EDITABLE_ADVICE: Mapping[tuple[Role, Status], str] = MappingProxyType(
 )
 
 # ---------------------------------------------------------------------------------------------
-# Display status (spec §4): the second reference's vocabulary. The money/holds work extends
-# this one table.
-# ---------------------------------------------------------------------------------------------
-
-DISPLAY_STATUS: Mapping[Status, str] = MappingProxyType(
-    {
-        Status.DRAFT: "Draft",
-        Status.SUBMITTED: "Pending",
-        Status.BOOKED: "Ready",
-        Status.LIVE: "Running",
-        Status.PAUSED: "Paused",
-        Status.REJECTED: "Rejected",
-        Status.CLOSED: "Ended",
-        Status.CANCELLED: "Terminated",
-    }
-)
-
-
-def display_status(campaign: Campaign) -> str:
-    return DISPLAY_STATUS[campaign.status]
-
-
-# ---------------------------------------------------------------------------------------------
 # decide
 # ---------------------------------------------------------------------------------------------
 
 
 def decide(
     campaign: Campaign | None,
-    command: Command,
+    command: LifecycleCommand,
     actor: Actor,
     now: datetime,
     products: Mapping[str, AdProduct],
@@ -252,7 +261,7 @@ def decide(
             raise Refusal(
                 RefusalCode.ALREADY_EXISTS, f"campaign {command.campaign_id} already exists"
             )
-        return [_create(command, actor, products)]
+        return [_create(command, actor, products, now)]
     if campaign is None:
         raise Refusal(RefusalCode.NOT_FOUND, f"campaign {command.campaign_id} does not exist")
     if campaign.id != command.campaign_id:
@@ -260,9 +269,9 @@ def decide(
     _check_owner(actor, campaign.advertiser_id, campaign)
     match command:
         case UpdateCampaign():
-            return [_edit(campaign, command.changes, actor, products, extend=False)]
+            return [_edit(campaign, command.changes, actor, products, now, extend=False)]
         case ExtendEnd():
-            return [_edit(campaign, {"end_at": command.end_at}, actor, products, extend=True)]
+            return [_edit(campaign, {"end_at": command.end_at}, actor, products, now, extend=True)]
         case (
             SubmitCampaign()
             | ApproveCampaign()
@@ -293,23 +302,26 @@ def _check_owner(actor: Actor, advertiser_id: str, campaign: Campaign | None) ->
 
 
 def _create(
-    command: CreateCampaign, actor: Actor, products: Mapping[str, AdProduct]
+    command: CreateCampaign, actor: Actor, products: Mapping[str, AdProduct], now: datetime
 ) -> CampaignCreated:
     if actor.role is Role.SYSTEM:
         raise Refusal(RefusalCode.FORBIDDEN, "campaigns are created by advertisers or publishers")
     _check_owner(actor, command.advertiser_id, None)
     raw: dict[str, object] = {name: getattr(command, name) for name in EDITABLE_FIELDS}
     raw["advertiser_id"] = command.advertiser_id
-    values = {name: _coerce(name, value) for name, value in raw.items()}
+    problems = _Problems()
+    values = {name: problems.check(_coerce, name, value) for name, value in raw.items()}
     advertiser_id = values.pop("advertiser_id")
-    assert isinstance(advertiser_id, str)
-    if not advertiser_id.strip():
-        raise Refusal(RefusalCode.VALIDATION_FAILED, "advertiser_id must not be blank")
+    if isinstance(advertiser_id, str) and not advertiser_id.strip():
+        problems.add("advertiser_id must not be blank")
     for name, value in values.items():
-        _validate_field(name, value, products)
+        if value is not _INVALID:
+            problems.check(_validate_field, name, value, products)
     start_at, end_at = values["start_at"], values["end_at"]
-    assert isinstance(start_at, datetime) and isinstance(end_at, datetime)
-    _check_period(start_at, end_at)
+    if isinstance(start_at, datetime) and isinstance(end_at, datetime):
+        problems.check(_check_period, start_at, end_at)
+    problems.raise_any()
+    assert isinstance(advertiser_id, str)
     campaign = Campaign(
         id=command.campaign_id,
         advertiser_id=advertiser_id,
@@ -323,7 +335,7 @@ def _create(
 # -- transitions ------------------------------------------------------------------------------
 
 
-def _trigger_of(command: Command, status: Status) -> Trigger:
+def _trigger_of(command: LifecycleCommand, status: Status) -> Trigger:
     match command:
         case SubmitCampaign():
             return Trigger.RESUBMIT if status is Status.REJECTED else Trigger.SUBMIT
@@ -351,7 +363,7 @@ def _roles_text(roles: Iterable[Role]) -> str:
 
 def _transition(
     campaign: Campaign,
-    command: Command,
+    command: LifecycleCommand,
     actor: Actor,
     now: datetime,
     products: Mapping[str, AdProduct],
@@ -404,6 +416,10 @@ def _transition(
                     f"end of campaign {campaign.id} is not due: now {now.isoformat()} is "
                     f"before end_at {campaign.end_at.isoformat()}",
                 )
+            if status is Status.SUBMITTED:  # T12
+                reason = REVIEW_EXPIRED
+        case ApproveCampaign():
+            _check_not_over(campaign, now, "approved", "")
         case RejectCampaign():
             if not isinstance(command.reason, str) or not command.reason.strip():
                 raise Refusal(
@@ -416,12 +432,13 @@ def _transition(
             if penalty is not None:
                 _check_penalty(campaign, transition, actor, penalty)
         case SubmitCampaign():
-            _validate_product(campaign.ad_product_id, products)
+            _check_not_over(campaign, now, "submitted", "; move the end (and start) first")
+            problems = _Problems()
+            problems.check(_validate_product, campaign.ad_product_id, products)
             if not campaign.budget.amount > 0:
-                raise Refusal(
-                    RefusalCode.VALIDATION_FAILED,
-                    f"budget must be greater than 0 to submit (it is {campaign.budget})",
-                )
+                problems.add(f"budget must be greater than 0 to submit (it is {campaign.budget})")
+            problems.check(_check_period, campaign.start_at, campaign.end_at)
+            problems.raise_any()
         case _:
             pass
 
@@ -437,6 +454,16 @@ def _transition(
         penalty=penalty,
         rule=transition.rule,
     )
+
+
+def _check_not_over(campaign: Campaign, now: datetime, what: str, advice: str) -> None:
+    """Submit, resubmit and approval need an end still ahead (spec §1 "Dates")."""
+    if now >= campaign.end_at:
+        raise Refusal(
+            RefusalCode.SCHEDULE_PASSED,
+            f"campaign {campaign.id} cannot be {what}: its end {campaign.end_at.isoformat()} "
+            f"has passed{advice}",
+        )
 
 
 def _resume_target(campaign: Campaign, now: datetime) -> Status:
@@ -477,6 +504,7 @@ def _edit(
     changes: Mapping[str, object],
     actor: Actor,
     products: Mapping[str, AdProduct],
+    now: datetime,
     *,
     extend: bool,
 ) -> CampaignUpdated:
@@ -504,7 +532,9 @@ def _edit(
             f"unknown field(s) {', '.join(unknown)}; editable: {', '.join(EDITABLE_FIELDS)}",
         )
     # Normalised new values of the fields that really change, in EDITABLE_FIELDS order.
-    values = {name: _coerce(name, value) for name, value in changes.items()}
+    problems = _Problems()
+    values = {name: problems.check(_coerce, name, value) for name, value in changes.items()}
+    problems.raise_any()
     diff = {
         name: values[name]
         for name in (*EDITABLE_FIELDS, "advertiser_id")
@@ -545,13 +575,57 @@ def _edit(
             f"{campaign.advertiser_id})",
         )
     for name, value in diff.items():
-        _validate_field(name, value, products)
+        problems.check(_validate_field, name, value, products)
     if "start_at" in diff or "end_at" in diff:
         start_at = diff.get("start_at", campaign.start_at)
         end_at = diff.get("end_at", campaign.end_at)
         assert isinstance(start_at, datetime) and isinstance(end_at, datetime)
-        _check_period(start_at, end_at)
+        problems.check(_check_period, start_at, end_at)
+        problems.check(_check_moved_dates, campaign, diff, now)
+    problems.raise_any()
     return CampaignUpdated(campaign_id=campaign.id, changes=diff)
+
+
+def _check_moved_dates(campaign: Campaign, diff: Mapping[str, object], now: datetime) -> None:
+    """Nobody moves a LIVE campaign's start into the future, nor any end to a time already
+    past (spec §1 "Dates")."""
+    problems = _Problems()
+    start_at, end_at = diff.get("start_at"), diff.get("end_at")
+    if campaign.status is Status.LIVE and isinstance(start_at, datetime) and start_at > now:
+        problems.add(
+            f"start_at {start_at.isoformat()} is in the future, but campaign {campaign.id} is "
+            "LIVE: its start cannot move into the future"
+        )
+    if isinstance(end_at, datetime) and end_at <= now:
+        problems.add(f"end_at {end_at.isoformat()} has already passed: an end cannot move there")
+    problems.raise_any()
+
+
+_INVALID = object()  # stands for a value that failed its check
+
+
+class _Problems:
+    """Every validation problem of one command, reported together in one refusal."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def add(self, message: str) -> None:
+        self.messages.append(message)
+
+    def check(self, fn: Callable[..., object], *args: object) -> object:
+        """`fn(*args)`; a `validation_failed` refusal is noted (and `_INVALID` returned)."""
+        try:
+            return fn(*args)
+        except Refusal as refusal:
+            if refusal.code is not RefusalCode.VALIDATION_FAILED:
+                raise
+            self.messages.append(refusal.message)
+            return _INVALID
+
+    def raise_any(self) -> None:
+        if self.messages:
+            raise invalid("; ".join(self.messages))
 
 
 # -- field coercion (types) and validation (content) --------------------------------------------

@@ -43,6 +43,7 @@ class Trigger(StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     CANCEL = "cancel"  # T10 and T11
+    STOP = "stop"  # the system ends a campaign early: low relevance (spec §7, T13)
 
 
 class Role(StrEnum):
@@ -135,3 +136,54 @@ EDITABLE_FIELDS: tuple[str, ...] = (
 
 # Fields the publisher may not change once a campaign is approved (spec §2).
 LOCKED_AFTER_APPROVAL: frozenset[str] = frozenset({"ad_product_id", "budget", "billing_type"})
+
+
+class CategoryState(StrEnum):
+    """A targeting category or group as the catalog last described it."""
+
+    ACTIVE = "active"
+    DEACTIVATED = "deactivated"
+    DELETED = "deleted"
+
+
+# A campaign's creatives (spec §3); their rules live in `creatives.py`.
+
+
+class CreativeStatus(StrEnum):
+    UNDER_REVIEW = "UNDER_REVIEW"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+    PAUSED = "PAUSED"
+
+
+@dataclass(frozen=True)
+class CreativeContent:
+    file_url: str
+    destination_url: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Creative:
+    """One creative of a campaign. `deleted` makes it a tombstone: the other fields keep their
+    last values for audit, and nothing can change it any more. `version` counts applied events
+    (registration gives 1)."""
+
+    id: str
+    campaign_id: UUID
+    name: str
+    ad_unit_id: str
+    content: CreativeContent
+    status: CreativeStatus = CreativeStatus.UNDER_REVIEW
+    rejection_reason: str | None = None  # set while REJECTED (last review's reason)
+    deleted: bool = False
+    deleted_at: datetime | None = None
+    version: int = 1
+    # the advertiser paused it: kept through a content edit and its review, so that a
+    # re-approved creative comes back PAUSED; only a resume clears it
+    paused: bool = False
+
+    @property
+    def deliverable(self) -> bool:
+        """True when this creative may be delivered (APPROVED and not deleted)."""
+        return self.status is CreativeStatus.APPROVED and not self.deleted

@@ -23,9 +23,16 @@ from types import MappingProxyType
 from typing import Final, Literal, TypeAlias
 from uuid import UUID
 
-from campaign_worker.domain.creatives import Creative
 from campaign_worker.domain.errors import Refusal, RefusalCode
-from campaign_worker.domain.model import TERMINAL, Actor, BillingType, Campaign, Role, Status
+from campaign_worker.domain.model import (
+    TERMINAL,
+    Actor,
+    BillingType,
+    Campaign,
+    Creative,
+    Role,
+    Status,
+)
 
 __all__ = [
     "AWAITING_CHARGE",
@@ -98,42 +105,49 @@ class DisplayRow:
 
 
 _APPROVED = frozenset({Status.BOOKED, Status.LIVE})
+_HELD = frozenset({Status.BOOKED, Status.LIVE, Status.PAUSED})
 _LIVE = frozenset({Status.LIVE})
 
 # Highest priority first. Holds in a verdict are listed in this order.
 #
-# The display status of a BOOKED or LIVE campaign is the `display` of the first row whose reason
-# is present and whose `statuses` contain the campaign's status; when no row applies it is
-# "Ready" (BOOKED) or "Running" (LIVE). Every other status shows its STATUS_DISPLAY name
-# whatever the holds (a PAUSED campaign is "Paused"; the holds are still listed).
+# This is the one display-status table: events, emails, `campaign show` and the state topic
+# all take the display status from `display_status` below (through the serving verdict).
+#
+# The display status of a BOOKED, LIVE or PAUSED campaign is the `display` of the first row
+# whose reason is present and whose `statuses` contain the campaign's status; when no row
+# applies it is its STATUS_DISPLAY name ("Ready", "Running", "Paused"). Every other status
+# shows its STATUS_DISPLAY name whatever the holds (the holds are still listed).
 #
 # Why this order: first what only the publisher can lift (a policy suspension), then money
 # (a failed or unconfirmed card charge; a spent budget, which never clears), then facts outside
 # the campaign (catalog, landing page), then relevance, then the advertiser's creatives.
-# Suspension and payment concern the campaign as a whole, so they also name the display of a
-# BOOKED campaign; the other holds are delivery conditions and name the display only of a LIVE
-# campaign (spec: "the highest-priority hold names the display status of a LIVE campaign that
-# does not serve"). The display vocabulary has no word for low relevance; since only the
-# publisher's reinstatement clears it, it shows as "Suspended" (the hold list says which).
+# A stored hold names the display of a LIVE campaign that does not serve and of a BOOKED or
+# PAUSED campaign that has it (spec §4: AMS shows "ASIN not buyable" for a campaign paused for
+# that reason, whatever its schedule). An unconfirmed card charge ("Activating") names the
+# display of an approved campaign waiting to run or running (BOOKED, LIVE). The derived
+# `no_approved_creatives` names it only while LIVE: before the start a campaign without an
+# approved creative is still "Ready" to be given one. The display vocabulary has no word for
+# low relevance; since only the publisher's reinstatement clears it, it shows as "Suspended"
+# (the hold list says which).
 DISPLAY_PRIORITY: tuple[DisplayRow, ...] = (
-    DisplayRow(Hold.SUSPENDED, "Suspended", _APPROVED, "suspended by the publisher"),
-    DisplayRow(Hold.BILLING_ERROR, "Billing error", _APPROVED, "the card charge failed"),
+    DisplayRow(Hold.SUSPENDED, "Suspended", _HELD, "suspended by the publisher"),
+    DisplayRow(Hold.BILLING_ERROR, "Billing error", _HELD, "the card charge failed"),
     DisplayRow(AWAITING_CHARGE, "Activating", _APPROVED, "the card charge is not confirmed yet"),
-    DisplayRow(Hold.OUT_OF_BUDGET, "Out of budget", _LIVE, "the budget is spent"),
+    DisplayRow(Hold.OUT_OF_BUDGET, "Out of budget", _HELD, "the budget is spent"),
     DisplayRow(
         Hold.PRODUCT_NOT_BUYABLE,
         "ASIN not buyable",
-        _LIVE,
+        _HELD,
         "the advertised product cannot be bought",
     ),
     DisplayRow(
         Hold.LANDING_PAGE_UNAVAILABLE,
         "Landing page not available",
-        _LIVE,
+        _HELD,
         "the landing page is down",
     ),
     DisplayRow(
-        Hold.LOW_RELEVANCE, "Suspended", _LIVE, "click-through rate below the relevance threshold"
+        Hold.LOW_RELEVANCE, "Suspended", _HELD, "click-through rate below the relevance threshold"
     ),
     DisplayRow(
         Hold.NO_APPROVED_CREATIVES,

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from campaign_worker import topics
+from campaign_worker.domain import commands as cmd
 
 _AMOUNT = re.compile(r"^-?\d{1,15}(\.\d{1,6})?$")
 
@@ -325,6 +326,11 @@ class DeliveryReported(Wire):
         return self
 
 
+class DeliveryFinal(Wire):
+    """`delivery.final` (no data): the ad server has reported every period of this closed
+    campaign; its statement may be issued now (instead of after the settlement grace)."""
+
+
 # ---------------------------------------------------------------- campaign.schedule
 
 
@@ -370,69 +376,208 @@ class CategoryDeleted(Wire):
 
 
 class InboundType(BaseModel):
-    """What the worker accepts: type name -> topic, payload model, whether it is campaign-scoped."""
+    """What the worker accepts: type name -> topic, payload model, the command it becomes (each
+    command class has exactly one handler, `service/routing.py`), whether it is
+    campaign-scoped."""
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     type: str
     topic: str
     data: builtins.type[Wire]
+    command: builtins.type  # the one command class this type is translated into
     campaign_scoped: bool = True
 
 
 INBOUND_TYPES: dict[str, InboundType] = {
     t.type: t
     for t in (
-        InboundType(type="campaign.create", topic=topics.COMMANDS, data=CampaignCreate),
-        InboundType(type="campaign.update", topic=topics.COMMANDS, data=CampaignUpdate),
-        InboundType(type="campaign.submit", topic=topics.COMMANDS, data=Empty),
-        InboundType(type="campaign.pause", topic=topics.COMMANDS, data=Empty),
-        InboundType(type="campaign.resume", topic=topics.COMMANDS, data=Empty),
-        InboundType(type="campaign.extend_end", topic=topics.COMMANDS, data=CampaignExtendEnd),
-        InboundType(type="campaign.cancel", topic=topics.COMMANDS, data=CampaignCancel),
-        InboundType(type="campaign.duplicate", topic=topics.COMMANDS, data=CampaignDuplicate),
-        InboundType(type="creative.create", topic=topics.COMMANDS, data=CreativeCreate),
-        InboundType(type="creative.update", topic=topics.COMMANDS, data=CreativeUpdate),
-        InboundType(type="creative.delete", topic=topics.COMMANDS, data=CreativeRef),
-        InboundType(type="creative.pause", topic=topics.COMMANDS, data=CreativeRef),
-        InboundType(type="creative.resume", topic=topics.COMMANDS, data=CreativeRef),
-        InboundType(type="review.creative_approved", topic=topics.REVIEWS, data=CreativeRef),
-        InboundType(type="review.creative_rejected", topic=topics.REVIEWS, data=CreativeRejected),
-        InboundType(type="review.campaign_suspended", topic=topics.REVIEWS, data=CampaignSuspended),
-        InboundType(type="review.campaign_reinstated", topic=topics.REVIEWS, data=Empty),
         InboundType(
-            type="review.landing_page_status", topic=topics.REVIEWS, data=LandingPageStatus
+            type="campaign.create",
+            command=cmd.CreateCampaign,
+            topic=topics.COMMANDS,
+            data=CampaignCreate,
         ),
-        InboundType(type="review.campaign_approved", topic=topics.REVIEWS, data=Empty),
-        InboundType(type="review.campaign_rejected", topic=topics.REVIEWS, data=CampaignRejected),
-        InboundType(type="refund.retry", topic=topics.COMMANDS, data=RefundRetry),
-        InboundType(type="payment.charge_succeeded", topic=topics.PAYMENTS, data=ChargeSucceeded),
-        InboundType(type="payment.charge_failed", topic=topics.PAYMENTS, data=ChargeFailed),
-        InboundType(type="payment.refund_succeeded", topic=topics.PAYMENTS, data=RefundSucceeded),
-        InboundType(type="payment.refund_failed", topic=topics.PAYMENTS, data=RefundFailed),
-        InboundType(type="delivery.reported", topic=topics.DELIVERY, data=DeliveryReported),
-        InboundType(type="schedule.start_due", topic=topics.SCHEDULE, data=ScheduleDue),
-        InboundType(type="schedule.end_due", topic=topics.SCHEDULE, data=ScheduleDue),
+        InboundType(
+            type="campaign.update",
+            command=cmd.UpdateCampaign,
+            topic=topics.COMMANDS,
+            data=CampaignUpdate,
+        ),
+        InboundType(
+            type="campaign.submit", command=cmd.SubmitCampaign, topic=topics.COMMANDS, data=Empty
+        ),
+        InboundType(
+            type="campaign.pause", command=cmd.PauseCampaign, topic=topics.COMMANDS, data=Empty
+        ),
+        InboundType(
+            type="campaign.resume", command=cmd.ResumeCampaign, topic=topics.COMMANDS, data=Empty
+        ),
+        InboundType(
+            type="campaign.extend_end",
+            command=cmd.ExtendEnd,
+            topic=topics.COMMANDS,
+            data=CampaignExtendEnd,
+        ),
+        InboundType(
+            type="campaign.cancel",
+            command=cmd.CancelCampaign,
+            topic=topics.COMMANDS,
+            data=CampaignCancel,
+        ),
+        InboundType(
+            type="campaign.duplicate",
+            command=cmd.DuplicateCampaign,
+            topic=topics.COMMANDS,
+            data=CampaignDuplicate,
+        ),
+        InboundType(
+            type="creative.create",
+            command=cmd.CreateCreative,
+            topic=topics.COMMANDS,
+            data=CreativeCreate,
+        ),
+        InboundType(
+            type="creative.update",
+            command=cmd.UpdateCreative,
+            topic=topics.COMMANDS,
+            data=CreativeUpdate,
+        ),
+        InboundType(
+            type="creative.delete",
+            command=cmd.DeleteCreative,
+            topic=topics.COMMANDS,
+            data=CreativeRef,
+        ),
+        InboundType(
+            type="creative.pause",
+            command=cmd.PauseCreative,
+            topic=topics.COMMANDS,
+            data=CreativeRef,
+        ),
+        InboundType(
+            type="creative.resume",
+            command=cmd.ResumeCreative,
+            topic=topics.COMMANDS,
+            data=CreativeRef,
+        ),
+        InboundType(
+            type="review.creative_approved",
+            command=cmd.ApproveCreative,
+            topic=topics.REVIEWS,
+            data=CreativeRef,
+        ),
+        InboundType(
+            type="review.creative_rejected",
+            command=cmd.RejectCreative,
+            topic=topics.REVIEWS,
+            data=CreativeRejected,
+        ),
+        InboundType(
+            type="review.campaign_suspended",
+            command=cmd.ApplyHoldSignal,
+            topic=topics.REVIEWS,
+            data=CampaignSuspended,
+        ),
+        InboundType(
+            type="review.campaign_reinstated",
+            command=cmd.ApplyHoldSignal,
+            topic=topics.REVIEWS,
+            data=Empty,
+        ),
+        InboundType(
+            type="review.landing_page_status",
+            command=cmd.ApplyHoldSignal,
+            topic=topics.REVIEWS,
+            data=LandingPageStatus,
+        ),
+        InboundType(
+            type="review.campaign_approved",
+            command=cmd.ApproveCampaign,
+            topic=topics.REVIEWS,
+            data=Empty,
+        ),
+        InboundType(
+            type="review.campaign_rejected",
+            command=cmd.RejectCampaign,
+            topic=topics.REVIEWS,
+            data=CampaignRejected,
+        ),
+        InboundType(
+            type="refund.retry", command=cmd.RetryRefund, topic=topics.COMMANDS, data=RefundRetry
+        ),
+        InboundType(
+            type="payment.charge_succeeded",
+            command=cmd.RecordChargeResult,
+            topic=topics.PAYMENTS,
+            data=ChargeSucceeded,
+        ),
+        InboundType(
+            type="payment.charge_failed",
+            command=cmd.RecordChargeResult,
+            topic=topics.PAYMENTS,
+            data=ChargeFailed,
+        ),
+        InboundType(
+            type="payment.refund_succeeded",
+            command=cmd.RecordRefundResult,
+            topic=topics.PAYMENTS,
+            data=RefundSucceeded,
+        ),
+        InboundType(
+            type="payment.refund_failed",
+            command=cmd.RecordRefundResult,
+            topic=topics.PAYMENTS,
+            data=RefundFailed,
+        ),
+        InboundType(
+            type="delivery.reported",
+            command=cmd.ReportDelivery,
+            topic=topics.DELIVERY,
+            data=DeliveryReported,
+        ),
+        InboundType(
+            type="delivery.final",
+            command=cmd.SettleCampaign,
+            topic=topics.DELIVERY,
+            data=DeliveryFinal,
+        ),
+        InboundType(
+            type="campaign.retry_charge",
+            command=cmd.RetryCharge,
+            topic=topics.COMMANDS,
+            data=Empty,
+        ),
+        InboundType(
+            type="schedule.start_due", command=cmd.StartDue, topic=topics.SCHEDULE, data=ScheduleDue
+        ),
+        InboundType(
+            type="schedule.end_due", command=cmd.EndDue, topic=topics.SCHEDULE, data=ScheduleDue
+        ),
         InboundType(
             type="catalog.ad_product_upserted",
+            command=cmd.UpsertAdProduct,
             topic=topics.CATALOG,
             data=AdProductUpserted,
             campaign_scoped=False,
         ),
         InboundType(
             type="catalog.ad_product_deleted",
+            command=cmd.DeleteAdProduct,
             topic=topics.CATALOG,
             data=AdProductDeleted,
             campaign_scoped=False,
         ),
         InboundType(
             type="catalog.category_upserted",
+            command=cmd.UpsertCategory,
             topic=topics.CATALOG,
             data=CategoryUpserted,
             campaign_scoped=False,
         ),
         InboundType(
             type="catalog.category_deleted",
+            command=cmd.UpsertCategory,
             topic=topics.CATALOG,
             data=CategoryDeleted,
             campaign_scoped=False,

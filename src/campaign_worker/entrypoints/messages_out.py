@@ -1,7 +1,8 @@
 """One documented pydantic model per OUTGOING message type of the contract (v1).
 
-The service builds outgoing payloads as plain dicts (service/handlers.py, service/outgoing.py);
-these models describe them for other teams: the JSON Schemas and the AsyncAPI document in
+The service builds each outgoing payload with the typed class of the same name in
+`service/outbound.py` (a unit test ties the two together); these models describe them for
+other teams: the JSON Schemas and the AsyncAPI document in
 `schemas/` are generated from them (`campaign-worker schemas --write schemas/`), and an e2e
 test validates the messages the worker really publishes against those schemas. Consumers must
 ignore fields they do not know (forward compatibility), so the schemas allow extra fields;
@@ -30,7 +31,8 @@ Base64 = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]*={0,2}$")]
 
 
 class Out(BaseModel):
-    """Base of every outgoing payload model (documentation only: the service emits dicts)."""
+    """Base of every outgoing payload model (documentation: the service emits the dataclasses
+    of `service/outbound.py`, checked against these models in the unit tests)."""
 
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
@@ -175,14 +177,26 @@ class CreativeDeleted(Out):
     creative_id: str
 
 
+class NonBillablePart(Out):
+    amount: MoneyOut
+    reason: str = Field(examples=["not_live", "over_budget", "after_settlement"])
+
+
 class DeliveryRecorded(Out):
     """`delivery.recorded`: a delivery report was applied to the campaign's spend."""
 
     campaign_id: CampaignId
     billable_spend: MoneyOut
     non_billable_spend: MoneyOut
-    non_billable_reason: str | None = None
+    non_billable_reason: str | None = Field(
+        None, description="Why spend was not billable: the reasons joined by ',' (null if none)."
+    )
+    non_billable: list[NonBillablePart] | None = Field(
+        None, description="The non-billable parts, each with its reason, in rule order."
+    )
     spent_total: MoneyOut
+    impressions: int | None = Field(None, ge=0, description="Impressions of the reported period.")
+    clicks: int | None = Field(None, ge=0, description="Clicks of the reported period.")
 
 
 class CommandRejected(Out):
@@ -207,6 +221,12 @@ NotificationKind = Literal[
     "billing_error",
     "out_of_budget",
     "low_relevance",
+    "campaign_cancelled_by_publisher",
+    "campaign_suspended",
+    "campaign_reinstated",
+    "review_expired",
+    "statement_issued",
+    "refund_issued",
 ]
 
 
@@ -236,6 +256,7 @@ class NotificationOutcome(Out):
 class ChargeRequested(Out):
     """`payment.charge_requested`: ask the payment service to charge the advertiser."""
 
+    campaign_id: CampaignId | None = Field(None, description="The campaign (also the subject).")
     charge_id: str
     amount: MoneyOut
 
@@ -243,14 +264,19 @@ class ChargeRequested(Out):
 class RefundRequested(Out):
     """`payment.refund_requested`: ask the payment service to refund the advertiser."""
 
+    campaign_id: CampaignId | None = Field(None, description="The campaign (also the subject).")
     refund_id: str
     amount: MoneyOut
     reason: str
+    attempt: int | None = Field(
+        None, ge=1, description="Set when an operator retries a failed refund (refund.retry)."
+    )
 
 
 class StatementIssued(Out):
     """`settlement.statement_issued`: the final statement of a campaign."""
 
+    campaign_id: CampaignId | None = Field(None, description="The campaign (also the subject).")
     statement_id: str
     billing_type: BillingType
     booked_amount: MoneyOut
@@ -260,6 +286,9 @@ class StatementIssued(Out):
     refund_amount: MoneyOut
     final_amount: MoneyOut
     tax_rate: Amount = Field(examples=["0.10"])
+    charged_amount: MoneyOut | None = Field(
+        None, description="Card charges confirmed in all (refund = charged - final)."
+    )
 
 
 # ---------------------------------------------------------------- campaign.dlq

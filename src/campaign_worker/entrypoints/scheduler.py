@@ -1,5 +1,6 @@
 """The scheduler: an APScheduler interval job in every replica that applies due starts and
-ends (spec T5, T6, T7) straight from Postgres.
+ends (spec T5, T6, T7), and the statements of closed campaigns whose settlement grace ran out
+(spec §6), straight from Postgres.
 
 Why this design (and not APScheduler date jobs, nor publishing `schedule.*_due` to Kafka):
 due times are campaign columns (`start_at`, `end_at`, indexed with the status), so an edit or
@@ -69,10 +70,13 @@ class DueScheduler:
             log.warning("scheduler tick failed: %r", error)
 
     async def run_once(self) -> int:
-        """Apply everything due now, in bounded batches; return how many were applied."""
+        """Apply everything due now, in bounded batches (starts and ends first, then the
+        settlements they may have made due); return how many were applied."""
         total = 0
-        while True:
-            claimed = await self._processor.process_due(self._batch_size)
-            total += claimed
-            if claimed < self._batch_size:
-                return total
+        for claim in (self._processor.process_due, self._processor.process_due_settlements):
+            while True:
+                claimed = await claim(self._batch_size)
+                total += claimed
+                if claimed < self._batch_size:
+                    break
+        return total

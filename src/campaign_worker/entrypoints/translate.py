@@ -14,14 +14,14 @@ from uuid import UUID
 from pydantic import BaseModel, ValidationError
 
 from campaign_worker.domain import commands as cmd
-from campaign_worker.domain import creatives as cr
-from campaign_worker.domain.duplication import CategoryState
 from campaign_worker.domain.errors import Refusal
 from campaign_worker.domain.model import (
     Actor,
     AdProduct,
     BillingType,
+    CategoryState,
     Contact,
+    CreativeContent,
     FrequencyCap,
     Role,
     Targeting,
@@ -30,16 +30,7 @@ from campaign_worker.domain.money import Money
 from campaign_worker.domain.serving import HoldSignal, landing_page_signal
 from campaign_worker.domain.timezones import local_to_instant
 from campaign_worker.entrypoints import messages as m
-from campaign_worker.service.inbound import (
-    DeleteAdProduct,
-    Inbound,
-    Item,
-    Source,
-    Undecodable,
-    UpsertAdProduct,
-)
-from campaign_worker.service.money import ChargeResult, RefundResult, ReportDelivery, RetryRefund
-from campaign_worker.service.parts import ApplyHoldSignal, DuplicateCampaign, UpsertCategory
+from campaign_worker.service.inbound import Inbound, Item, Source, Undecodable
 
 
 class _Refused(Exception):
@@ -106,8 +97,9 @@ def _update_changes(data: m.CampaignUpdate) -> dict[str, object]:
 _NO_CAMPAIGN = UUID(int=0)
 
 
-def build_command(type_: str, event: m.CloudEvent, data: BaseModel) -> object:
-    """The domain (or catalog) command a message stands for."""
+def build_command(type_: str, event: m.CloudEvent, data: BaseModel) -> cmd.Command:
+    """The command a message stands for (`INBOUND_TYPES[type_].command`; a unit test checks
+    every type against it)."""
     # catalog messages are keyed by product or category, not by a campaign
     cid = m.parse_subject(event.subject) if type_.split(".")[0] != "catalog" else _NO_CAMPAIGN
     match type_, data:
@@ -151,7 +143,7 @@ def build_command(type_: str, event: m.CloudEvent, data: BaseModel) -> object:
         case "schedule.end_due", m.ScheduleDue():
             return cmd.EndDue(campaign_id=cid, due_at=data.due_at)
         case "catalog.ad_product_upserted", m.AdProductUpserted():
-            return UpsertAdProduct(
+            return cmd.UpsertAdProduct(
                 AdProduct(
                     id=data.ad_product_id,
                     name=data.name,
@@ -162,21 +154,21 @@ def build_command(type_: str, event: m.CloudEvent, data: BaseModel) -> object:
                 )
             )
         case "catalog.ad_product_deleted", m.AdProductDeleted():
-            return DeleteAdProduct(data.ad_product_id)
+            return cmd.DeleteAdProduct(data.ad_product_id)
         case "catalog.category_upserted", m.CategoryUpserted():
             state = CategoryState.ACTIVE if data.active else CategoryState.DEACTIVATED
-            return UpsertCategory(data.category_id, state)
+            return cmd.UpsertCategory(data.category_id, state)
         case "catalog.category_deleted", m.CategoryDeleted():
-            return UpsertCategory(data.category_id, CategoryState.DELETED)
+            return cmd.UpsertCategory(data.category_id, CategoryState.DELETED)
         case "campaign.duplicate", m.CampaignDuplicate():
-            return DuplicateCampaign(data.new_campaign_id)
+            return cmd.DuplicateCampaign(cid, data.new_campaign_id)
         case "creative.create", m.CreativeCreate():
-            return cr.CreateCreative(
+            return cmd.CreateCreative(
                 campaign_id=cid,
                 creative_id=data.creative_id,
                 name=data.name,
                 ad_unit_id=data.ad_unit_id,
-                content=cr.CreativeContent(**data.content.model_dump()),
+                content=CreativeContent(**data.content.model_dump()),
             )
         case "creative.update", m.CreativeUpdate():
             changes: dict[str, object] = {}
@@ -186,50 +178,55 @@ def build_command(type_: str, event: m.CloudEvent, data: BaseModel) -> object:
                 changes["ad_unit_id"] = data.ad_unit_id
             if data.content is not None:
                 changes["content"] = data.content.model_dump(exclude_unset=True)
-            return cr.UpdateCreative(
+            return cmd.UpdateCreative(
                 campaign_id=cid,
                 creative_id=data.creative_id,
                 changes=changes,
             )
         case "creative.delete", m.CreativeRef():
-            return cr.DeleteCreative(campaign_id=cid, creative_id=data.creative_id)
+            return cmd.DeleteCreative(campaign_id=cid, creative_id=data.creative_id)
         case "creative.pause", m.CreativeRef():
-            return cr.PauseCreative(campaign_id=cid, creative_id=data.creative_id)
+            return cmd.PauseCreative(campaign_id=cid, creative_id=data.creative_id)
         case "creative.resume", m.CreativeRef():
-            return cr.ResumeCreative(campaign_id=cid, creative_id=data.creative_id)
+            return cmd.ResumeCreative(campaign_id=cid, creative_id=data.creative_id)
         case "review.creative_approved", m.CreativeRef():
-            return cr.ApproveCreative(campaign_id=cid, creative_id=data.creative_id)
+            return cmd.ApproveCreative(campaign_id=cid, creative_id=data.creative_id)
         case "review.creative_rejected", m.CreativeRejected():
-            return cr.RejectCreative(
+            return cmd.RejectCreative(
                 campaign_id=cid,
                 creative_id=data.creative_id,
                 reason=data.reason,
             )
         case "payment.charge_succeeded", m.ChargeSucceeded():
-            return ChargeResult(data.charge_id, True, amount=_money(data.amount))
+            return cmd.RecordChargeResult(cid, data.charge_id, True, amount=_money(data.amount))
         case "payment.charge_failed", m.ChargeFailed():
-            return ChargeResult(data.charge_id, False, reason=data.reason)
+            return cmd.RecordChargeResult(cid, data.charge_id, False, reason=data.reason)
         case "payment.refund_succeeded", m.RefundSucceeded():
             amount = _money(data.amount) if data.amount else None
-            return RefundResult(data.refund_id, True, amount=amount)
+            return cmd.RecordRefundResult(cid, data.refund_id, True, amount=amount)
         case "payment.refund_failed", m.RefundFailed():
-            return RefundResult(data.refund_id, False, reason=data.reason)
+            return cmd.RecordRefundResult(cid, data.refund_id, False, reason=data.reason)
         case "refund.retry", m.RefundRetry():
-            return RetryRefund(data.refund_id)
+            return cmd.RetryRefund(cid, data.refund_id)
         case "delivery.reported", m.DeliveryReported():
-            return ReportDelivery(
+            return cmd.ReportDelivery(
+                campaign_id=cid,
                 period_start=data.period_start,
                 period_end=data.period_end,
                 impressions=data.impressions,
                 clicks=data.clicks,
                 spend=_money(data.spend),
             )
+        case "delivery.final", _:
+            return cmd.SettleCampaign(campaign_id=cid, final=True)
+        case "campaign.retry_charge", _:
+            return cmd.RetryCharge(campaign_id=cid)
         case "review.campaign_suspended", m.CampaignSuspended():
-            return ApplyHoldSignal(HoldSignal.SUSPENDED, data.reason)
+            return cmd.ApplyHoldSignal(cid, HoldSignal.SUSPENDED, data.reason)
         case "review.campaign_reinstated", _:
-            return ApplyHoldSignal(HoldSignal.REINSTATED)
+            return cmd.ApplyHoldSignal(cid, HoldSignal.REINSTATED)
         case "review.landing_page_status", m.LandingPageStatus():
-            return ApplyHoldSignal(landing_page_signal(data.available))
+            return cmd.ApplyHoldSignal(cid, landing_page_signal(data.available))
     raise AssertionError(f"no command builder for {type_}")  # registry and builder disagree
 
 

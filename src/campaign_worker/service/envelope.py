@@ -1,8 +1,10 @@
-"""Outgoing messages: CloudEvents envelopes bound for the outbox."""
+"""The CloudEvents envelope of every outgoing message, and the outbox row that carries it.
+
+The payloads themselves are typed, one class per outgoing type, in `outbound.py`; this module
+only wraps a payload's wire form in the envelope and serialises it."""
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from dataclasses import dataclass
@@ -12,7 +14,8 @@ from enum import Enum
 from typing import Any
 from uuid import UUID
 
-from campaign_worker import topics
+import orjson
+
 from campaign_worker.domain.money import Money
 
 SOURCE = "/campaign-worker"
@@ -53,8 +56,25 @@ def to_wire(value: Any) -> Any:
     return value
 
 
+# orjson writes str, int, float, bool, None, lists, dicts, UUIDs, enums and datetimes itself
+# (UTC as "Z", like `to_wire`); money, decimals and other dataclasses go through `to_wire`.
+_ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def _default(value: Any) -> Any:
+    wire = to_wire(value)
+    if wire is value:
+        raise TypeError(f"{type(value).__name__} has no wire form")
+    return wire
+
+
 def dumps(obj: Any) -> bytes:
-    return json.dumps(to_wire(obj), separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact UTF-8 JSON of `obj` in its wire form (the payloads of `outbound.py` are in
+    wire form already, so the common case walks nothing twice)."""
+    try:
+        return orjson.dumps(obj, default=_default, option=_ORJSON_OPTIONS)
+    except TypeError:  # e.g. an integer beyond 64 bits, which orjson refuses
+        return json.dumps(to_wire(obj), separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def event(
@@ -67,11 +87,14 @@ def event(
     causation_id: str | None,
     correlation_id: str | None,
     key: bytes | None = None,
-    extra: dict[str, Any] | None = None,
+    id: str | None = None,
+    headers: tuple[tuple[str, bytes], ...] | None = None,
 ) -> OutboxMessage:
+    """One CloudEvent as an outbox row, keyed by its subject unless `key` is given; `id` is
+    a fresh UUID unless the caller derives one (e.g. a notification's own id)."""
     envelope: dict[str, Any] = {
         "specversion": "1.0",
-        "id": str(uuid.uuid4()),
+        "id": id if id is not None else str(uuid.uuid4()),
         "source": SOURCE,
         "type": type,
         "time": now,
@@ -84,46 +107,8 @@ def event(
         envelope["causationid"] = causation_id
     if correlation_id is not None:
         envelope["correlationid"] = correlation_id
-    if extra:
-        envelope.update(extra)
     if key is None and subject is not None:
         key = subject.encode()
-    return OutboxMessage(topic=topic, key=key, value=dumps(envelope))
-
-
-def dead_letter(
-    *,
-    physical_topic: str,
-    partition: int,
-    offset: int,
-    key: bytes | None,
-    value: bytes,
-    headers: tuple[tuple[str, bytes], ...],
-    code: str,
-    message: str,
-    now: datetime,
-) -> OutboxMessage:
-    """The DLQ record: original bytes (base64), the error, the source coordinates and the
-    original headers, keyed by the original key. The original headers also ride along as
-    Kafka headers so tools that only look at headers still see them."""
-    data = {
-        "original": base64.b64encode(value).decode(),
-        "error": {"code": code, "message": message},
-        "source": {"topic": physical_topic, "partition": partition, "offset": offset},
-        "headers": [{"key": k, "value": base64.b64encode(v).decode()} for k, v in headers],
-        "key": base64.b64encode(key).decode() if key is not None else None,
-    }
-    envelope = {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "source": SOURCE,
-        "type": "dlq.dead_lettered",
-        "time": now,
-        "datacontenttype": "application/json",
-        "data": data,
-    }
-    out_headers = (
-        ("content-type", CONTENT_TYPE.encode()),
-        *((f"dlq-original-{k}", v) for k, v in headers),
-    )
-    return OutboxMessage(topic=topics.DLQ, key=key, value=dumps(envelope), headers=out_headers)
+    if headers is None:
+        return OutboxMessage(topic=topic, key=key, value=dumps(envelope))
+    return OutboxMessage(topic=topic, key=key, value=dumps(envelope), headers=headers)

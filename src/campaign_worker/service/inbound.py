@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
+from campaign_worker.domain.commands import Command
 from campaign_worker.domain.errors import Refusal
-from campaign_worker.domain.model import Actor, AdProduct
+from campaign_worker.domain.model import Actor
 
 
 @dataclass(frozen=True)
@@ -23,20 +24,11 @@ class Source:
 
 
 @dataclass(frozen=True)
-class UpsertAdProduct:
-    product: AdProduct
-
-
-@dataclass(frozen=True)
-class DeleteAdProduct:
-    ad_product_id: str
-
-
-@dataclass(frozen=True)
 class Inbound:
-    """A message the worker understood. `payload` is a domain command or a catalog command;
-    `refusal` is set when the message was well-formed but already breaks a rule (for example an
-    unknown currency), so that it becomes a `command.rejected` event instead of a dead letter."""
+    """A message the worker understood. `payload` is the command it stands for (one of
+    `domain.commands`); it is None exactly when `refusal` is set: the message was well-formed
+    but already breaks a rule (for example an unknown currency), so that it becomes a
+    `command.rejected` event instead of a dead letter."""
 
     message_id: str
     type: str
@@ -44,7 +36,7 @@ class Inbound:
     actor: Actor
     correlation_id: str | None
     campaign_id: UUID | None
-    payload: object
+    payload: Command | None
     time: datetime | None = None
     refusal: Refusal | None = field(default=None)
 

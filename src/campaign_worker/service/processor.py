@@ -17,26 +17,28 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
 from campaign_worker import topics
-from campaign_worker.domain.commands import EndDue, StartDue
-from campaign_worker.domain.model import Actor, Role
+from campaign_worker.domain.commands import EndDue, SettleCampaign, StartDue
+from campaign_worker.domain.errors import Refusal
+from campaign_worker.domain.model import Actor, Role, Status
 from campaign_worker.domain.settlement import DEFAULT_RULES, MoneyRules
 from campaign_worker.logs import log_context
-from campaign_worker.service.envelope import dead_letter
-from campaign_worker.service.handlers import BatchContext, flush_serving, products_needed
-from campaign_worker.service.inbound import Inbound, Item, Source, Undecodable, UpsertAdProduct
-from campaign_worker.service.money import needs_history
-from campaign_worker.service.notifications import notification_requested
-from campaign_worker.service.parts import new_campaign_ids
-from campaign_worker.service.routing import HANDLERS
+from campaign_worker.service.batch import Batch, State
+from campaign_worker.service.handlers.route import Wants
+from campaign_worker.service.inbound import Inbound, Item, Source, Undecodable
+from campaign_worker.service.outbound import dead_letter
+from campaign_worker.service.routing import ROUTES, check_routes
 from campaign_worker.service.unit_of_work import (
     DeadLetterEntry,
+    DueSettlement,
     DueTrigger,
+    HistoryEntry,
     InboxEntry,
+    NotificationRequest,
     UnitOfWork,
     UnitOfWorkFactory,
 )
@@ -44,28 +46,32 @@ from campaign_worker.service.unit_of_work import (
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class BatchReport:
+    """What one committed batch did, for the observer (metrics): every message's outcome,
+    derived from what the batch produced rather than counted by the handlers."""
+
+    size: int  # records in the batch, duplicates and dead letters included
+    applied: Sequence[Inbound]
+    rejected: Sequence[tuple[Inbound, str]]  # (message, refusal code)
+    duplicates: Sequence[Inbound]
+    dead_lettered: Sequence[DeadLetterEntry]
+    history: Sequence[HistoryEntry]  # transitions and scheduling lateness are read from it
+    notifications: Sequence[NotificationRequest]
+    outbox_rows: int  # messages the batch wrote to the outbox
+    seconds: float = 0.0
+
+
 class ProcessingObserver(Protocol):
     """What the processor reports; the metrics adapter implements it."""
 
-    def batch_committed(
-        self,
-        ctx: BatchContext,
-        dead_lettered: Sequence[DeadLetterEntry],
-        duplicates: Sequence[Inbound],
-        seconds: float,
-    ) -> None: ...
+    def batch_committed(self, report: BatchReport) -> None: ...
 
     def batch_failed(self, error: BaseException, transient: bool) -> None: ...
 
 
 class NullObserver:
-    def batch_committed(
-        self,
-        ctx: BatchContext,
-        dead_lettered: Sequence[DeadLetterEntry],
-        duplicates: Sequence[Inbound],
-        seconds: float,
-    ) -> None:
+    def batch_committed(self, report: BatchReport) -> None:
         pass
 
     def batch_failed(self, error: BaseException, transient: bool) -> None:
@@ -100,6 +106,7 @@ class Processor:
         on_commit: Callable[[], None] = lambda: None,
         rules: MoneyRules = DEFAULT_RULES,
     ) -> None:
+        check_routes()  # a command without a handler stops the worker here, not on a message
         self._rules = rules
         self._uow_factory = uow_factory
         self._physical_topic = physical_topic
@@ -109,15 +116,14 @@ class Processor:
         self._clock = clock
         self._on_commit = on_commit
 
-    async def process(self, items: Sequence[Item]) -> BatchContext:
+    async def process(self, items: Sequence[Item]) -> BatchReport:
         """Process one batch in one transaction. Raises on any failure (nothing committed)."""
         started = asyncio.get_running_loop().time()
         now = self._clock()
         async with self._uow_factory() as uow:
-            ctx, stored, duplicates = await self._apply(uow, items, now)
+            report = await self._apply(uow, items, now)
             await uow.commit()
-        self._committed(ctx, stored, duplicates, started)
-        return ctx
+        return self._committed(report, started)
 
     async def process_due(self, limit: int) -> int:
         """The scheduler's tick: claim campaigns whose start or end is due (rows locked with
@@ -131,36 +137,42 @@ class Processor:
             due = await uow.claim_due(now, limit)
             if not due:
                 return 0
-            items = [scheduled_trigger(d) for d in due]
-            ctx, stored, duplicates = await self._apply(uow, items, now)
+            report = await self._apply(uow, [scheduled_trigger(d) for d in due], now)
             await uow.commit()
-        self._committed(ctx, stored, duplicates, started)
+        self._committed(report, started)
         return len(due)
 
-    def _committed(
-        self,
-        ctx: BatchContext,
-        stored: Sequence[DeadLetterEntry],
-        duplicates: Sequence[Inbound],
-        started: float,
-    ) -> None:
-        self._observer.batch_committed(
-            ctx, stored, duplicates, asyncio.get_running_loop().time() - started
-        )
-        if ctx.outbox:
-            self._on_commit()
+    async def process_due_settlements(self, limit: int) -> int:
+        """The scheduler's tick for statements (spec §6): claim closed campaigns whose
+        settlement grace ran out (SKIP LOCKED, like `process_due`) and settle them in the same
+        transaction, as system commands with ids derived from the campaign and the due
+        instant. Returns how many were claimed."""
+        started = asyncio.get_running_loop().time()
+        now = self._clock()
+        async with self._uow_factory() as uow:
+            due = await uow.claim_settlements(now, limit)
+            if not due:
+                return 0
+            report = await self._apply(uow, [settlement_trigger(d) for d in due], now)
+            await uow.commit()
+        self._committed(report, started)
+        return len(due)
 
-    async def _apply(
-        self, uow: UnitOfWork, items: Sequence[Item], now: datetime
-    ) -> tuple[BatchContext, list[DeadLetterEntry], list[Inbound]]:
+    def _committed(self, report: BatchReport, started: float) -> BatchReport:
+        report = replace(report, seconds=asyncio.get_running_loop().time() - started)
+        self._observer.batch_committed(report)
+        if report.outbox_rows:
+            self._on_commit()
+        return report
+
+    async def _apply(self, uow: UnitOfWork, items: Sequence[Item], now: datetime) -> BatchReport:
         """Everything one batch does inside its transaction; the caller commits."""
         undecodable = [i for i in items if isinstance(i, Undecodable)]
-        inbound: list[Inbound] = []
-        seen: set[str] = set()
+        first: dict[str, Inbound] = {}
         for i in items:
-            if isinstance(i, Inbound) and i.message_id not in seen:
-                seen.add(i.message_id)
-                inbound.append(i)
+            if isinstance(i, Inbound):
+                first.setdefault(i.message_id, i)
+        inbound = list(first.values())
         stored = await uow.add_dead_letters(
             [
                 DeadLetterEntry(
@@ -187,49 +199,28 @@ class Processor:
                 else:
                     duplicates.append(i)
 
-        campaigns = await uow.lock_campaigns(
-            {i.campaign_id for i in fresh if i.campaign_id is not None}
-            | {n for i in fresh for n in new_campaign_ids(i)}
-        )
-        # A product's buyability is a hold on each of its open campaigns: those are locked
-        # and loaded only when an upsert in this batch changes the flag (most catalog
-        # updates do not, and a product may have many campaigns).
-        upserts = [i.payload.product for i in fresh if isinstance(i.payload, UpsertAdProduct)]
-        known = await uow.get_products({p.id for p in upserts})
-        flipped = {
-            p.id for p in upserts if p.buyable != (known[p.id].buyable if p.id in known else True)
-        }
-        for product_id in sorted(flipped):
-            campaigns.update(await uow.lock_campaigns_of_product(product_id))
-        wanted_products: set[str] = set()
-        for i in fresh:
-            wanted_products |= products_needed(i, campaigns)
-        products = known | await uow.get_products(wanted_products - known.keys())
-        extras = await uow.load_extras(campaigns)
-        categories = await uow.get_categories(
-            {t for c in campaigns.values() for t in (*c.targeting.categories, *c.targeting.groups)}
-        )
-
-        ctx = BatchContext(
-            now=now,
-            campaigns=campaigns,
-            products=products,
-            size=len(items),
-            creatives=extras.creatives,
-            holds=extras.holds,
-            suspension_reasons=extras.suspension_reasons,
-            categories=categories,
-            accounts=extras.accounts,
-            status_history=await uow.status_history(
-                {c for i in fresh if (c := needs_history(i)) is not None}
-            ),
-            rules=self._rules,
-        )
+        batch = Batch(now, await self._load(uow, fresh), self._rules)
+        applied: list[Inbound] = []
+        rejected: list[tuple[Inbound, str]] = []
         # Kafka orders nothing across topics; reference data that arrived in the same
         # batch is applied before the commands that may consult it.
-        for i in sorted(fresh, key=lambda i: i.campaign_id is not None):
-            HANDLERS[i.type](ctx, i)
-            flush_serving(ctx, i)
+        for item in sorted(fresh, key=lambda i: i.campaign_id is not None):
+            refusal = item.refusal
+            if refusal is None:
+                assert item.payload is not None
+                route = ROUTES[type(item.payload)]
+                if route.ends_first:
+                    self._end_if_due(batch, item)
+                try:
+                    route.handle(batch, item, item.payload)
+                except Refusal as raised:
+                    refusal = raised
+            if refusal is None:
+                applied.append(item)
+            else:
+                batch.reject(item, refusal)
+                rejected.append((item, refusal.code.value))
+            batch.flush_serving(item)
         for d in stored:
             log.warning(
                 "dead-lettered %s record: %s",
@@ -242,7 +233,7 @@ class Processor:
                     "offset": d.source.offset,
                 },
             )
-            ctx.outbox.append(
+            batch.out.outbox.append(
                 dead_letter(
                     physical_topic=d.physical_topic,
                     partition=d.source.partition,
@@ -255,48 +246,128 @@ class Processor:
                     now=now,
                 )
             )
-
-        await uow.save_products(list(ctx.changed_products.values()), now)
-        await uow.save_campaigns(list(ctx.changed_campaigns.values()), now)
-        await uow.save_creatives(list(ctx.changed_creatives.values()), now)
-        await uow.save_holds(
-            {c: (ctx.holds[c], ctx.suspension_reasons.get(c)) for c in ctx.changed_holds}, now
+        await batch.write(uow)
+        return BatchReport(
+            size=len(items),
+            applied=applied,
+            rejected=rejected,
+            duplicates=duplicates,
+            dead_lettered=stored,
+            history=batch.out.history,
+            notifications=batch.out.notifications,
+            outbox_rows=len(batch.out.outbox),
         )
-        await uow.save_categories(ctx.changed_categories, now)
-        await uow.save_accounts([ctx.accounts[c] for c in sorted(ctx.changed_accounts)], now)
-        await uow.add_ledger_rows(ctx.ledger_rows)
-        await uow.add_statements(ctx.new_statements, now)
-        await uow.add_history(ctx.history)
-        # notifications: a pending row each, and its `notification.requested` event
-        for n in await uow.add_notifications(ctx.notifications):
-            ctx.outbox.append(notification_requested(n, now))
-        await uow.add_outbox(ctx.outbox)
-        return ctx, stored, duplicates
+
+    def _end_if_due(self, batch: Batch, item: Inbound) -> None:
+        """Nothing revives a campaign whose end has passed: a command that arrives after the
+        end instant sees the campaign as ended, because the due end is applied first, in this
+        transaction, exactly as the scheduler would have applied it (spec §1 "Dates")."""
+        campaign = batch.state.campaigns.get(item.campaign_id) if item.campaign_id else None
+        if campaign is None or campaign.status not in END_DUE or batch.now < campaign.end_at:
+            return
+        trigger = scheduled_trigger(DueTrigger(campaign.id, "end", campaign.end_at))
+        assert trigger.payload is not None
+        ROUTES[type(trigger.payload)].handle(batch, trigger, trigger.payload)
+        batch.flush_serving(trigger)
+
+    async def _load(self, uow: UnitOfWork, fresh: Sequence[Inbound]) -> State:
+        """Load (and lock) what the batch's messages want, as their handlers declare it."""
+        wants = [
+            ROUTES[type(i.payload)].wants(i.payload, i) if i.payload is not None else Wants()
+            for i in fresh
+        ]
+        campaigns = await uow.lock_campaigns({c for w in wants for c in w.campaigns})
+        # A product's buyability is a hold on each of its open campaigns: those are locked
+        # and loaded only when an upsert in this batch changes the flag (most catalog
+        # updates do not, and a product may have many campaigns).
+        upserts = [w.buyability for w in wants if w.buyability is not None]
+        known = await uow.get_products({p.id for p in upserts})
+        flipped = {
+            p.id for p in upserts if p.buyable != (known[p.id].buyable if p.id in known else True)
+        }
+        for product_id in sorted(flipped):
+            campaigns.update(await uow.lock_campaigns_of_product(product_id))
+        wanted_products = {p for w in wants for p in w.products}
+        wanted_products |= {c.ad_product_id for c in campaigns.values()}
+        products = known | await uow.get_products(wanted_products - known.keys())
+        extras = await uow.load_extras(campaigns)
+        relevance_products = {
+            campaigns[c].ad_product_id for w in wants for c in w.relevance_peers if c in campaigns
+        }
+        peers = (
+            await uow.relevance_peers(relevance_products, self._rules.relevance_min_impressions)
+            if relevance_products
+            else {}
+        )
+        categories = await uow.get_categories(
+            {t for c in campaigns.values() for t in (*c.targeting.categories, *c.targeting.groups)}
+        )
+        return State(
+            campaigns=campaigns,
+            products=products,
+            creatives=extras.creatives,
+            holds=extras.holds,
+            suspension_reasons=extras.suspension_reasons,
+            categories=categories,
+            accounts=extras.accounts,
+            status_history=await uow.status_history({c for w in wants for c in w.status_history}),
+            relevance_peers=peers,
+        )
 
     async def process_reliably(self, items: Sequence[Item], stopping: asyncio.Event) -> None:
         """Process until committed. Returns only once everything in `items` is durably
         handled (applied, refused, duplicate or dead-lettered); raises `Stopping` when the
-        worker shuts down first, in which case nothing of this batch was committed."""
+        worker shuts down first, in which case nothing of this batch was committed.
+
+        Transient errors are retried forever; after `max_attempts` other errors the batch is
+        split into one transaction per message, and a message that still fails that often is
+        dead-lettered as `processing_failed`."""
+        error = await self._until_committed(items, stopping)
+        if error is None:
+            return
+        log.error(
+            "batch of %d failed %d times (%r); isolating the failing message",
+            len(items),
+            self._retry.max_attempts,
+            error,
+        )
+        for item in items:
+            with log_context(
+                message_id=getattr(item, "message_id", None),
+                campaign_id=str(getattr(item, "campaign_id", None) or "") or None,
+                correlation_id=getattr(item, "correlation_id", None),
+                topic=item.source.topic,
+                partition=item.source.partition,
+                offset=item.source.offset,
+            ):
+                error = await self._until_committed([item], stopping)
+                if error is not None:
+                    log.error(
+                        "dead-lettering the message after %d failures: %r",
+                        self._retry.max_attempts,
+                        error,
+                    )
+                    await self.process([_as_processing_failure(item, error)])
+
+    async def _until_committed(
+        self, items: Sequence[Item], stopping: asyncio.Event
+    ) -> BaseException | None:
+        """Retry `process(items)` with backoff until it commits (None), or until it failed
+        `max_attempts` times with a non-transient error (that error). Transient errors are
+        retried forever."""
         attempt = 0
         while True:
             attempt += 1
             try:
                 await self.process(items)
-                return
+                return None
             except asyncio.CancelledError:
                 raise
             except Exception as error:
                 transient = self._is_transient(error)
                 self._observer.batch_failed(error, transient)
                 if not transient and attempt >= self._retry.max_attempts:
-                    log.error(
-                        "batch of %d failed %d times (%r); isolating the failing message",
-                        len(items),
-                        attempt,
-                        error,
-                    )
-                    await self._isolate(items, stopping)
-                    return
+                    return error
                 delay = self._retry.delay(attempt)
                 log.warning(
                     "batch of %d failed (attempt %d, %s): %r; retrying in %.2fs",
@@ -308,37 +379,6 @@ class Processor:
                 )
                 await self._sleep_or_stop(delay, stopping)
 
-    async def _isolate(self, items: Sequence[Item], stopping: asyncio.Event) -> None:
-        """Process one message per transaction; dead-letter the ones that keep failing."""
-        for item in items:
-            with log_context(
-                message_id=getattr(item, "message_id", None),
-                campaign_id=str(getattr(item, "campaign_id", None) or "") or None,
-                correlation_id=getattr(item, "correlation_id", None),
-                topic=item.source.topic,
-                partition=item.source.partition,
-                offset=item.source.offset,
-            ):
-                await self._isolate_one(item, stopping)
-
-    async def _isolate_one(self, item: Item, stopping: asyncio.Event) -> None:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await self.process([item])
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                transient = self._is_transient(error)
-                self._observer.batch_failed(error, transient)
-                if not transient and attempt >= self._retry.max_attempts:
-                    log.error("dead-lettering the message after %d failures: %r", attempt, error)
-                    await self.process([_as_processing_failure(item, error)])
-                    return
-                await self._sleep_or_stop(self._retry.delay(attempt), stopping)
-
     @staticmethod
     async def _sleep_or_stop(delay: float, stopping: asyncio.Event) -> None:
         try:
@@ -349,6 +389,8 @@ class Processor:
 
 
 SCHEDULER = Actor(role=Role.SYSTEM, id="scheduler")
+# statuses that close at the end instant (a SUBMITTED one is cancelled by the scheduler, T12)
+END_DUE = frozenset({Status.BOOKED, Status.LIVE, Status.PAUSED})
 
 
 def scheduled_trigger(due: DueTrigger) -> Inbound:
@@ -367,6 +409,19 @@ def scheduled_trigger(due: DueTrigger) -> Inbound:
         correlation_id=None,
         campaign_id=due.campaign_id,
         payload=payload,
+    )
+
+
+def settlement_trigger(due: DueSettlement) -> Inbound:
+    """A settlement grace that ran out, as the system command the scheduler applies."""
+    return Inbound(
+        message_id=f"settle:{due.campaign_id}:{due.due_at.isoformat()}",
+        type="settlement.due",
+        source=Source(topics.SCHEDULE, -1, -1, str(due.campaign_id).encode(), b""),
+        actor=SCHEDULER,
+        correlation_id=None,
+        campaign_id=due.campaign_id,
+        payload=SettleCampaign(campaign_id=due.campaign_id, final=False),
     )
 
 

@@ -1,37 +1,56 @@
-"""Message type -> handler: the one routing table of the service."""
+"""Command class -> its one handler: the routing table of the service, joined from the
+`ROUTES` of each module in `handlers/`."""
 
 from __future__ import annotations
 
-from campaign_worker.service import handlers, money, parts
-from campaign_worker.service.handlers import BatchContext, Handler
-from campaign_worker.service.inbound import Inbound
+import typing
+from collections.abc import Iterable, Mapping
+
+from campaign_worker.domain.commands import Command
+from campaign_worker.service.handlers import (
+    billing,
+    catalog,
+    creatives,
+    duplication,
+    holds,
+    lifecycle,
+)
+from campaign_worker.service.handlers.route import Route
+
+MODULES = (lifecycle, creatives, holds, catalog, duplication, billing)
 
 
-def _product_upserted(ctx: BatchContext, item: Inbound) -> None:
-    handlers.handle_product_upserted(ctx, item)
-    parts.product_buyability(ctx, item)
+class RoutingError(Exception):
+    """The routing table and the commands disagree: the worker must not start."""
 
 
-HANDLERS: dict[str, Handler] = {
-    **handlers.HANDLERS,
-    "catalog.ad_product_upserted": _product_upserted,
-    "creative.create": parts.handle_creative,
-    "creative.update": parts.handle_creative,
-    "creative.delete": parts.handle_creative,
-    "creative.pause": parts.handle_creative,
-    "creative.resume": parts.handle_creative,
-    "review.creative_approved": parts.handle_creative,
-    "review.creative_rejected": parts.handle_creative,
-    "review.campaign_suspended": parts.handle_hold_signal,
-    "review.campaign_reinstated": parts.handle_hold_signal,
-    "review.landing_page_status": parts.handle_hold_signal,
-    "campaign.duplicate": parts.handle_duplicate,
-    "catalog.category_upserted": parts.handle_category,
-    "catalog.category_deleted": parts.handle_category,
-    "payment.charge_succeeded": money.handle_charge_result,
-    "payment.charge_failed": money.handle_charge_result,
-    "payment.refund_succeeded": money.handle_refund_result,
-    "payment.refund_failed": money.handle_refund_result,
-    "refund.retry": money.handle_refund_retry,
-    "delivery.reported": money.handle_delivery,
-}
+def _table(routes: Iterable[Route]) -> dict[type, Route]:
+    table: dict[type, Route] = {}
+    for route in routes:
+        for command in route.commands:
+            if command in table:
+                raise RoutingError(f"{command.__name__} has two handlers")
+            table[command] = route
+    return table
+
+
+ROUTES: Mapping[type, Route] = _table(r for module in MODULES for r in module.ROUTES)
+
+
+def check_routes(commands: Iterable[type] = typing.get_args(Command)) -> None:
+    """Every command class has exactly one handler, and every handler takes commands that
+    exist. Raises RoutingError (at start-up, never on a message)."""
+    wanted = set(_flatten(commands))
+    missing = sorted(c.__name__ for c in wanted - ROUTES.keys())
+    unknown = sorted(c.__name__ for c in ROUTES.keys() - wanted)
+    if missing or unknown:
+        raise RoutingError(f"commands without a handler: {missing}; handlers of unknown: {unknown}")
+
+
+def _flatten(types: Iterable[object]) -> Iterable[type]:
+    for t in types:
+        args = typing.get_args(t)
+        if args:
+            yield from _flatten(args)
+        elif isinstance(t, type):
+            yield t

@@ -9,10 +9,8 @@ from datetime import datetime
 from typing import Any, Protocol, Self
 from uuid import UUID
 
-from campaign_worker.domain.creatives import Creative
-from campaign_worker.domain.duplication import CategoryState
 from campaign_worker.domain.ledger import LedgerEntry
-from campaign_worker.domain.model import AdProduct, Campaign, Status
+from campaign_worker.domain.model import AdProduct, Campaign, CategoryState, Creative, Status
 from campaign_worker.domain.serving import Hold
 from campaign_worker.domain.settlement import Account, Statement
 from campaign_worker.service.envelope import OutboxMessage
@@ -145,13 +143,32 @@ class UnitOfWork(Protocol):
 
     async def claim_due(self, now: datetime, limit: int) -> list[DueTrigger]:
         """Lock (skipping rows other transactions hold) up to `limit` campaigns whose start
-        (BOOKED) or end (BOOKED, LIVE, PAUSED) is at or before `now`, earliest first."""
+        (BOOKED) or end (SUBMITTED, BOOKED, LIVE, PAUSED) is at or before `now`, earliest
+        first."""
 
     async def add_notifications(
         self, requests: Sequence[NotificationRequest]
     ) -> list[NotificationRequest]:
         """Store notification requests as pending rows; return those not stored before
         (unique per cause, recipient and kind)."""
+
+    async def claim_settlements(self, now: datetime, limit: int) -> list[DueSettlement]:
+        """Lock (skipping rows other transactions hold) up to `limit` closed campaigns whose
+        statement is pending and due (`Account.settle_at` at or before `now`), earliest first."""
+
+    async def relevance_peers(
+        self, product_ids: Iterable[str], min_impressions: int
+    ) -> dict[str, dict[UUID, tuple[int, int]]]:
+        """Per ad product, the campaigns with at least `min_impressions` LIVE impressions:
+        campaign id -> (LIVE impressions, LIVE clicks). One query for all the products."""
+
+
+@dataclass(frozen=True)
+class DueSettlement:
+    """A closed campaign whose settlement grace ran out (spec §6)."""
+
+    campaign_id: UUID
+    due_at: datetime
 
 
 class UnitOfWorkFactory(Protocol):
