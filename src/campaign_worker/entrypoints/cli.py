@@ -66,7 +66,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     """Zero-install run: embedded Postgres, the Tansu broker and an SMTP sink, unless the
     environment names real ones."""
-    from campaign_worker import devservices
+    from campaign_worker.dev import services as devservices
 
     data_dir = Path(args.data_dir).expanduser()
     data_dir.mkdir(parents=True, exist_ok=True)
