@@ -14,6 +14,7 @@ ERROR with a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -142,6 +143,15 @@ def readable(record: logging.LogRecord) -> logging.LogRecord:
         record.msg = COMMIT_AFTER_REBALANCE.format(error=type(error).__name__)
         record.args = None
         record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info = record.exc_text = None
+        return record
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, asyncio.CancelledError) and record.name.startswith("apscheduler"):
+        # the scheduler's shutdown cancels a tick in flight: its transaction rolls back and
+        # the next start applies what is due; not an error
+        original = record.getMessage()
+        record.msg, record.args = "scheduler job cancelled by the shutdown (%s)", (original,)
+        record.levelno, record.levelname = logging.INFO, "INFO"
         record.exc_info = record.exc_text = None
         return record
     message = record.getMessage()

@@ -79,3 +79,21 @@ def test_other_errors_keep_their_traceback(captured: io.StringIO) -> None:
         logging.getLogger("campaign_worker.x").error("failed", exc_info=True)
     text = captured.getvalue()
     assert "ERROR" in text and "Traceback" in text and "ValueError: boom" in text
+
+
+def test_a_scheduler_job_cancelled_by_the_shutdown_is_no_error(captured: io.StringIO) -> None:
+    import asyncio
+
+    try:
+        raise asyncio.CancelledError
+    except asyncio.CancelledError:
+        logging.getLogger("apscheduler.executors.default").exception(
+            'Job "%s" raised an exception', "due-campaigns"
+        )
+    text = captured.getvalue()
+    assert text.count("\n") == 1, text
+    assert "ERROR" not in text and "Traceback" not in text
+    assert (
+        "INFO    apscheduler.executors.default: scheduler job cancelled by the shutdown "
+        '(Job "due-campaigns" raised an exception)'
+    ) in text

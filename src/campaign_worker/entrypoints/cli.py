@@ -292,14 +292,13 @@ def _read_payload(args: argparse.Namespace) -> bytes:
             event["subject"] = args.subject
         data = event.get("data") or {}
         now = datetime.now(UTC).replace(microsecond=0)
-        if args.starts_in is not None and "start_at" in data:
+        if args.starts_in is not None:
             start = now + timedelta(seconds=args.starts_in)
-            length = timedelta(seconds=args.runs_for)
-            data["start_at"] = start.isoformat().replace("+00:00", "Z")
-            data["end_at"] = (start + length).isoformat().replace("+00:00", "Z")
-        if event["type"] == "delivery.reported" and args.starts_in is not None:
-            data["period_start"] = (now - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
-            data["period_end"] = now.isoformat().replace("+00:00", "Z")
+            end = start + timedelta(seconds=args.runs_for)
+            for first, last in (("start_at", "end_at"), ("period_start", "period_end")):
+                if first in data:
+                    data[first] = start.isoformat().replace("+00:00", "Z")
+                    data[last] = end.isoformat().replace("+00:00", "Z")
         return json.dumps(event).encode()
     if args.json is None:
         raise CliError("give the message as inline JSON, a file, - for stdin, or --example NAME")
@@ -710,15 +709,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--starts-in",
         type=float,
         metavar="SECONDS",
-        help="with --example create*: start that many seconds from now (and a delivery "
-        "report covers the last hour)",
+        help="with --example create*/delivery: the campaign (or the delivery period) starts "
+        "that many seconds from now (negative: ago; write --starts-in=-60)",
     )
     pub.add_argument(
         "--runs-for",
         type=float,
         default=120.0,
         metavar="SECONDS",
-        help="with --starts-in: the campaign's length (default 120)",
+        help="with --starts-in: the campaign's (or the period's) length (default 120)",
     )
     pub.add_argument("--key", help="record key (default: the message's subject)")
     pub.add_argument(

@@ -293,16 +293,17 @@ def event_line(topic: str, event: dict[str, Any]) -> str:
     data = event.get("data") if isinstance(event.get("data"), dict) else {}
     assert isinstance(data, dict)
     parts = []
-    if "to" in data and isinstance(data["to"], str):
+    kind = str(event.get("type") or f"({topic})")
+    transition = kind.endswith("status_changed") and isinstance(data.get("to"), str)
+    if transition:
         parts.append(f"{data.get('from') or '-'} -> {data['to']}")
     for name, value in data.items():
-        if name in _SKIP:
+        if name in _SKIP and (transition or name not in ("from", "to")):
             continue
         text = _short(value)
         if text is not None:
             parts.append(f"{name}={text}")
     when = str(event.get("time") or "-")
-    kind = str(event.get("type") or f"({topic})")
     subject = str(event.get("subject") or "-")
     return f"{when:<27} {kind:<34} {subject:<36} {' '.join(parts)}".rstrip()
 
