@@ -84,6 +84,6 @@ schemas: install-run
 bench: install
 	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
 
-## Rewrite the generated parts of the README (state diagram)
+## Rewrite the generated parts of the README and docs/ (state diagram, message examples)
 docs: install-run
-	$(BIN)/python -m campaign_worker.entrypoints.cli docs --write README.md
+	$(BIN)/python -m campaign_worker.entrypoints.cli docs --write README.md docs/rules.md docs/contract.md
