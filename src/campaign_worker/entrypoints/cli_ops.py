@@ -229,6 +229,9 @@ def cmd_lag(args: argparse.Namespace) -> int:
     settings = load_settings(**overrides)
     group = args.group or settings.group_id
     names = args.topic or [settings.topic(t) for t in topics.INBOUND]
+    stall_after = args.stall_after if args.stall_after is not None else settings.lag_stall_after_s
+    if args.samples < 1 or args.interval <= 0 or stall_after <= 0:
+        raise CliError("--samples must be at least 1, --interval and --stall-after above 0")
     with reaching_kafka(settings):
         report = asyncio.run(
             measure(
@@ -237,6 +240,7 @@ def cmd_lag(args: argparse.Namespace) -> int:
                 names,
                 samples=args.samples,
                 interval_s=args.interval,
+                stall_after_s=stall_after,
             )
         )
     if args.json:
@@ -245,22 +249,22 @@ def cmd_lag(args: argparse.Namespace) -> int:
     print(
         f"group {group}  status {report.status}  members {report.members}  "
         f"total lag {report.total_lag}  max lag {report.max_lag_seconds:.1f}s  "
-        f"({report.samples} sample(s), window {report.window}"
-        + (f", {args.interval:g}s apart)" if report.samples > 1 else ": STALL/STOP/WARN need >= 2)")
+        f"(watched {report.observed_s:.1f}s; STALL after {stall_after:g}s without a commit)"
     )
     width = max([len(p.sample.topic) for p in report.partitions] + [5])
     print(
         f"{'topic':<{width}} {'part':>4} {'committed':>10} {'end':>10} {'lag':>8} "
-        f"{'lag_s':>9}  status"
+        f"{'lag_s':>9} {'still_s':>8}  status"
     )
     for p in report.partitions:
         s = p.sample
         committed = "-" if s.committed is None else str(s.committed)
         seconds = "-" if s.lag_seconds is None else f"{s.lag_seconds:.1f}"
         part = str(s.partition) if s.partition >= 0 else "-"
+        still = f"{p.unmoved_s:.1f}" if s.lag else "-"
         line = (
             f"{s.topic:<{width}} {part:>4} {committed:>10} {s.end:>10} {s.lag:>8} "
-            f"{seconds:>9}  {p.status}"
+            f"{seconds:>9} {still:>8}  {p.status}"
         )
         print(line + (f"  ({s.error})" if s.error else ""))
     return 0 if report.status is Status.OK else 1
