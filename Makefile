@@ -25,7 +25,7 @@ define pip_install
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=...)")'
 	@if ! command -v uv >/dev/null && [ ! -x $(VENV)/tools/bin/uv ]; then \
 		echo "==> fetching uv (a fast installer) into $(VENV)/tools"; \
-		$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(VENV)/tools uv \
+		$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target $(VENV)/tools uv \
 			|| echo "    (no uv: installing with pip, slower)"; \
 	fi
 	@uv=$$(command -v uv || echo $(VENV)/tools/bin/uv); \
