@@ -106,7 +106,12 @@ def test_severity_order_and_group_status_is_the_worst() -> None:
 
 
 def _sample(
-    partition: int, committed: int | None, end: int, members: int = 1, at: float = 1.0
+    partition: int,
+    committed: int | None,
+    end: int,
+    members: int = 1,
+    at: float = 1.0,
+    owner: str | None = None,
 ) -> PartitionSample:
     return PartitionSample(
         topic="t.campaign.commands",
@@ -118,6 +123,7 @@ def _sample(
         lag=end - (committed or 0),
         lag_seconds=None if end - (committed or 0) else 0.0,
         members=members,
+        owner=owner,
     )
 
 
@@ -161,15 +167,44 @@ def test_a_steady_drain_with_commits_in_bursts_never_stalls() -> None:
 
 def test_suspects_are_the_partitions_that_never_moved_while_watched() -> None:
     tracker = LagTracker(window=3, stall_after_s=30)
-    tracker.update("g", [_sample(0, 5, 9, at=0), _sample(1, 5, 9, at=0), _sample(2, 4, 4, at=0)])
-    report = tracker.update(
-        "g", [_sample(0, 5, 9, at=4), _sample(1, 6, 9, at=4), _sample(2, 4, 4, at=4)]
-    )
+
+    def sample(at: float, moved: int) -> list[PartitionSample]:
+        return [
+            _sample(0, 5, 9, at=at, owner="m1"),
+            _sample(1, moved, 9, at=at, owner="m2"),
+            _sample(2, 4, 4, at=at, owner="m2"),
+        ]
+
+    tracker.update("g", sample(0, 5))
+    report = tracker.update("g", sample(4, 6))
     assert [p.sample.partition for p in tracker.suspects(report)] == [0]
-    report = tracker.update(
-        "g", [_sample(0, 5, 9, at=30), _sample(1, 6, 9, at=30), _sample(2, 4, 4, at=30)]
-    )
+    report = tracker.update("g", sample(30, 6))
     assert report.partitions[0].status is Status.STALL and not tracker.suspects(report)
+    assert report.partitions[0].owner_unmoved_s == 30
+
+
+def test_a_partition_waiting_while_its_owner_commits_others_is_not_stall() -> None:
+    # one member drains partition 1; partition 0 waits its turn: progress, not a stall,
+    # unless it waits STARVED_FACTOR times stall_after_s
+    tracker = LagTracker(window=3, stall_after_s=30)
+    statuses = {}
+    for t in range(0, 130, 10):
+        report = tracker.update(
+            "g", [_sample(0, 5, 90, at=t, owner="m1"), _sample(1, t, 900, at=t, owner="m1")]
+        )
+        statuses[t] = report.partitions[0].status
+        assert report.partitions[1].status is Status.OK
+    assert {statuses[t] for t in range(0, 120, 10)} == {Status.OK}
+    assert statuses[120] is Status.STALL  # starved: 4 x 30 s without its turn
+    assert not tracker.suspects(report)
+
+
+def test_with_owners_unknown_the_group_as_a_whole_counts() -> None:
+    tracker = LagTracker(window=2, stall_after_s=10)
+    for t, moved in ((0, 1), (5, 2), (10, 2), (15, 2)):
+        report = tracker.update("g", [_sample(0, 5, 9, at=t), _sample(1, moved, 9, at=t)])
+    assert [p.status for p in report.partitions] == [Status.STALL, Status.STALL]
+    assert [p.owner_unmoved_s for p in report.partitions] == [10, 10]
 
 
 def test_export_sets_partition_and_group_gauges() -> None:

@@ -31,13 +31,15 @@ default 10 s; the CLI: `--samples` at `--interval`). First match wins:
           (the worker is down, or its consumer died). One sample is enough.
 4. OK     the lag was 0 at some sample of the window (it caught up recently).
 5. REWIND the committed offset went backwards between two samples of the window.
-6. STALL  messages wait, the group has members, and the committed offset has not moved (or
-          was never set) for `stall_after_s` (`CAMPAIGN_WORKER_LAG_STALL_AFTER_S`, default
-          30 s): a consumer is there but stuck (poison message, database down) or stopped
-          committing. A working worker commits a partition in bursts, up to ~15 s apart
-          while it works through another partition's fetch, so a shorter look cannot tell
-          stuck from busy; the CLI keeps sampling a partition that looks stuck until it
-          moves or `stall_after_s` has passed.
+6. STALL  messages wait, the group has members, the committed offset has not moved (or was
+          never set) for `stall_after_s` (`CAMPAIGN_WORKER_LAG_STALL_AFTER_S`, default 30 s),
+          and neither has any other partition of the member that owns it: a consumer is
+          there but stuck (poison message, database down) or stopped committing. A working
+          worker goes through its partitions' fetches one after the other, so one partition
+          may wait its turn for a long time while the member commits others: that is
+          progress, not a stall, unless the partition waits `STARVED_FACTOR` times as long.
+          A shorter look cannot tell stuck from busy; the CLI keeps sampling a partition
+          that looks stuck until it (or its owner) moves or `stall_after_s` has passed.
 7. WARN   *full window* (N >= 2 samples), the committed offset moves but the lag grew at
           every step: falling behind.
 8. OK     otherwise.
@@ -72,6 +74,8 @@ log = logging.getLogger(__name__)
 DEFAULT_INTERVAL_S = 10.0
 DEFAULT_WINDOW = 6
 DEFAULT_STALL_AFTER_S = 30.0
+STARVED_FACTOR = 4
+"""A partition whose owner commits elsewhere is STALL only after this many `stall_after_s`."""
 
 
 class Status(StrEnum):
@@ -101,6 +105,7 @@ class PartitionSample:
     lag_seconds: float | None
     members: int
     error: str | None = None
+    owner: str | None = None  # member id that holds the partition, when the group says
 
 
 def unmoved_for(window: Sequence[PartitionSample]) -> float:
@@ -123,11 +128,14 @@ def evaluate(
     *,
     stall_after_s: float = DEFAULT_STALL_AFTER_S,
     unmoved_s: float | None = None,
+    owner_unmoved_s: float | None = None,
 ) -> Status:
     """The status of one partition from its samples, oldest first (rules in the module doc).
 
     `unmoved_s`: how long the committed offset has stood still (the tracker knows it beyond
-    the window); measured inside the window when not given."""
+    the window); measured inside the window when not given. `owner_unmoved_s`: how long the
+    member holding the partition has committed nothing anywhere (None: not known, taken as
+    `unmoved_s`)."""
     if not window:
         return Status.ERR
     latest = window[-1]
@@ -144,7 +152,10 @@ def evaluate(
     if any(b < a for a, b in pairwise(known)):
         return Status.REWIND
     still = unmoved_for(valid) if unmoved_s is None else unmoved_s
-    if still >= stall_after_s:
+    owner_still = still if owner_unmoved_s is None else min(still, owner_unmoved_s)
+    if still >= stall_after_s and (
+        owner_still >= stall_after_s or still >= STARVED_FACTOR * stall_after_s
+    ):
         return Status.STALL
     full = size >= 2 and len(valid) >= size
     lags = [s.lag for s in valid]
@@ -163,11 +174,13 @@ class PartitionLag:
     sample: PartitionSample
     status: Status
     unmoved_s: float = 0.0  # how long the committed offset has stood still, as observed
+    owner_unmoved_s: float = 0.0  # how long its owner (or the group) committed nothing at all
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self.sample)
         data["status"] = self.status.value
         data["unmoved_s"] = round(self.unmoved_s, 3)
+        data["owner_unmoved_s"] = round(self.owner_unmoved_s, 3)
         if data["lag_seconds"] is not None:
             data["lag_seconds"] = round(data["lag_seconds"], 3)
         return data
@@ -220,6 +233,7 @@ class LagTracker:
     stall_after_s: float = DEFAULT_STALL_AFTER_S
     _windows: dict[tuple[str, int], deque[PartitionSample]] = field(default_factory=dict)
     _still_since: dict[tuple[str, int], tuple[int | None, float]] = field(default_factory=dict)
+    _owner_moved_at: dict[str | None, float] = field(default_factory=dict)
     _first_at: float | None = None
 
     def update(self, group: str, samples: Sequence[PartitionSample]) -> GroupLag:
@@ -227,21 +241,34 @@ class LagTracker:
         for gone in set(self._windows) - current:
             del self._windows[gone]
             self._still_since.pop(gone, None)
+        ordered = sorted(samples, key=lambda s: (s.topic, s.partition))
+        for s in ordered:  # first: which owners committed anything since the last sample
+            if s.error is not None:
+                continue
+            key = (s.topic, s.partition)
+            known = self._still_since.get(key)
+            for owner in {s.owner, None}:  # None: the group as a whole
+                self._owner_moved_at.setdefault(owner, s.at)
+                if known is not None and known[0] != s.committed:
+                    self._owner_moved_at[owner] = s.at
+            if known is None or known[0] != s.committed:
+                self._still_since[key] = (s.committed, s.at)
         evaluated = []
-        for s in sorted(samples, key=lambda s: (s.topic, s.partition)):
+        for s in ordered:
             key = (s.topic, s.partition)
             w = self._windows.setdefault(key, deque(maxlen=self.window))
             w.append(s)
-            if s.error is None:
-                known = self._still_since.get(key)
-                if known is None or known[0] != s.committed:
-                    self._still_since[key] = (s.committed, s.at)
             since = self._still_since.get(key, (None, s.at))[1]
             unmoved = max(0.0, s.at - since)
+            owner_unmoved = max(0.0, s.at - self._owner_moved_at.get(s.owner, s.at))
             status = evaluate(
-                list(w), self.window, stall_after_s=self.stall_after_s, unmoved_s=unmoved
+                list(w),
+                self.window,
+                stall_after_s=self.stall_after_s,
+                unmoved_s=unmoved,
+                owner_unmoved_s=owner_unmoved,
             )
-            evaluated.append(PartitionLag(s, status, unmoved))
+            evaluated.append(PartitionLag(s, status, unmoved, owner_unmoved))
         at = max((s.at for s in samples), default=time.time())
         if self._first_at is None:
             self._first_at = at
@@ -259,7 +286,8 @@ class LagTracker:
 
     def suspects(self, report: GroupLag) -> list[PartitionLag]:
         """Partitions that may be stuck but have not stood still long enough to say STALL:
-        messages wait, members are there, and the offset never moved while we looked."""
+        messages wait, members are there, and neither the partition nor its owner committed
+        anything while we looked."""
         return [
             p
             for p in report.partitions
@@ -267,7 +295,7 @@ class LagTracker:
             and p.sample.error is None
             and p.sample.lag > 0
             and p.sample.members > 0
-            and p.unmoved_s >= report.observed_s
+            and min(p.unmoved_s, p.owner_unmoved_s) >= report.observed_s
             and p.unmoved_s < self.stall_after_s
         ]
 
@@ -358,7 +386,7 @@ class LagReader:
             tps += [TopicPartition(topic, p["partition"]) for p in info["partitions"]]
         if not tps:
             return samples
-        members = await self._members(admin)
+        members, owners = await self._members(admin)
         offsets = await admin.list_consumer_group_offsets(self._group, partitions=tps)
         starts = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)
@@ -387,16 +415,31 @@ class LagReader:
                     lag=lag,
                     lag_seconds=seconds,
                     members=members,
+                    owner=owners.get(tp),
                 )
             )
         return samples
 
-    async def _members(self, admin: AIOKafkaAdminClient) -> int:
+    async def _members(self, admin: AIOKafkaAdminClient) -> tuple[int, dict[TopicPartition, str]]:
+        """How many members the group has, and which member holds which partition (from the
+        assignments the group coordinator hands out; empty when it does not say)."""
+        from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+
         for response in await admin.describe_consumer_groups([self._group]):
             for g in response.to_object()["groups"]:
-                if g["group"] == self._group:
-                    return len(g["members"])
-        return 0
+                if g["group"] != self._group:
+                    continue
+                owners: dict[TopicPartition, str] = {}
+                for member in g["members"]:
+                    raw = member.get("member_assignment") or b""
+                    try:
+                        assignment = ConsumerProtocolMemberAssignment.decode(raw)
+                    except Exception:  # another protocol, or nothing assigned yet
+                        continue
+                    for tp in assignment.partitions():
+                        owners[tp] = member["member_id"]
+                return len(g["members"]), owners
+        return 0, {}
 
     async def _record_timestamps(
         self, wanted: dict[TopicPartition, int]
