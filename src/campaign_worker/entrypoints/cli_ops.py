@@ -472,7 +472,7 @@ def cmd_dlq_show(args: argparse.Namespace) -> int:
         return 0
     for name, value in data.items():
         if name not in ("headers", "value"):
-            print(f"{name:<14}{value}")
+            print(f"{name:<14}{'-' if value is None else value}")
     print("headers")
     for h in data["headers"]:
         print(f"  {h['key']}: {h['value']}")
