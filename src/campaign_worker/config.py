@@ -153,7 +153,14 @@ class Settings(BaseSettings):
         6,
         ge=2,
         validation_alias=_env("CAMPAIGN_WORKER_LAG_WINDOW"),
-        description="Samples in the lag status evaluation window (STALL, STOP, WARN need it full).",
+        description="Samples in the lag status evaluation window (WARN needs it full).",
+    )
+    lag_stall_after_s: float = Field(
+        30.0,
+        gt=0,
+        validation_alias=_env("CAMPAIGN_WORKER_LAG_STALL_AFTER_S"),
+        description="Seconds a partition's committed offset must stand still, with messages "
+        "waiting and members in the group, before its lag status is STALL.",
     )
 
     # Notifications (adapters/notifier.py, adapters/mailer.py); SMTP_* above say where to.

@@ -51,20 +51,29 @@ class DueScheduler:
         self._scheduler.start()
 
     async def stop(self, timeout: float) -> None:  # noqa: ASYNC109 - a budget, not a cancel
+        """No new tick; the one in flight may finish within `timeout`, then is cancelled (its
+        transaction rolls back; the next start applies what is due)."""
+        if self._scheduler is not None:
+            self._scheduler.pause()
+        running = self._running
+        if running is not None and not running.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(running), timeout)
+            except TimeoutError:
+                pass  # the shutdown below cancels it
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
-        if self._running is not None and not self._running.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(self._running), timeout)
-            except TimeoutError:
-                self._running.cancel()
 
     async def _tick(self) -> None:
         self._running = asyncio.current_task()
         try:
             await self.run_once()
             self._metrics.scheduler_ticks.labels("ok").inc()
+        except asyncio.CancelledError:
+            # APScheduler would log a cancelled job as an ERROR with its traceback
+            log.info("scheduler tick cancelled by the shutdown; the next start applies what is due")
+            return
         except Exception as error:  # the next tick retries; counted and logged
             self._metrics.scheduler_ticks.labels("failed").inc()
             log.warning("scheduler tick failed: %r", error)
