@@ -196,6 +196,9 @@ def test_a_card_campaign_from_create_to_statement_with_the_cli_alone(
             "2",
         )
         until(lambda: show(env, campaign)["ledger"][-1]["kind"] == "spend", "the delivery")
+        until(lambda: show(env, campaign)["campaign"]["status"] == "CLOSED", "CLOSED")
+        # the ad server's last word: the statement waits for it (or the settlement grace)
+        cli(env, *("publish", "campaign.delivery", "--example", "final", "--subject", campaign))
 
         closed = until(
             lambda: (r := show(env, campaign))["statement"] is not None and r, "the statement"

@@ -277,6 +277,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             "spend": {"amount": "120.00", "currency": "EUR"},
         },
     ),
+    # the ad server has reported every period of a closed campaign: its statement is due now
+    "final": _command("delivery.final", "system"),
 }
 """Built-in messages for `publish --example NAME`; `--subject` sets the campaign."""
 
