@@ -196,6 +196,12 @@ def test_a_card_campaign_from_create_to_statement_with_the_cli_alone(
             "2",
         )
         until(lambda: show(env, campaign)["ledger"][-1]["kind"] == "spend", "the delivery")
+        ended = until(
+            lambda: (r := show(env, campaign))["campaign"]["status"] == "CLOSED" and r, "CLOSED"
+        )
+        assert ended["waiting_for"]["statement"]["or_when"] == "delivery.final"
+        # the ad server's last word: the statement waits for it (or the settlement grace)
+        cli(env, *("publish", "campaign.delivery", "--example", "final", "--subject", campaign))
 
         closed = until(
             lambda: (r := show(env, campaign))["statement"] is not None and r, "the statement"

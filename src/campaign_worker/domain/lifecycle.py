@@ -1,6 +1,6 @@
 """The campaign lifecycle (spec §1, §2, §8): tables as data, `decide` and `evolve`.
 
-- `TRANSITIONS` is the one transition table (T1-T11); whatever is not in it is refused.
+- `TRANSITIONS` is the one transition table (T1-T13); whatever is not in it is refused.
 - `EDIT_RIGHTS` is the one editing table (who may change what, in which status).
 - `decide(campaign, command, actor, now, products)` checks a command and returns the events it
   causes (exactly one per accepted command) or raises `Refusal`. It never mutates anything and

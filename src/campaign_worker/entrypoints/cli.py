@@ -277,6 +277,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             "spend": {"amount": "120.00", "currency": "EUR"},
         },
     ),
+    # the ad server has reported every period of a closed campaign: its statement is due now
+    "final": _command("delivery.final", "system"),
 }
 """Built-in messages for `publish --example NAME`; `--subject` sets the campaign."""
 
@@ -516,7 +518,7 @@ def cmd_campaign_show(args: argparse.Namespace) -> int:
         if c.get(name) is not None:
             print(f"  {name:<17}{_text(c[name])}")
     waiting = report["waiting_for"]
-    if waiting["charge"] or waiting["next_due"] or waiting["refunds"]:
+    if waiting["charge"] or waiting["next_due"] or waiting["statement"] or waiting["refunds"]:
         print("\nWaiting for:")
         if charge := waiting["charge"]:
             print(
@@ -526,6 +528,11 @@ def cmd_campaign_show(args: argparse.Namespace) -> int:
             print(f"    {_confirm_command(c['id'], charge)}")
         if due := waiting["next_due"]:
             print(f"  {due['trigger']} at {due['at']} (the scheduler applies it)")
+        if pending := waiting["statement"]:
+            print(
+                f"  the statement: at {pending['due_at']} at the latest, or when the ad server "
+                "sends delivery.final (in dev: publish campaign.delivery --example final)"
+            )
         for r in waiting["refunds"]:
             state = r["last_error"] or "awaiting payment.refund_succeeded"
             print(f"  refund {r['refund_id']} of {_text(r['amount'])}: {r['status']} ({state})")

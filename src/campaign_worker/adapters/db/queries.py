@@ -107,7 +107,8 @@ _CHARGE_WANTED = {Status.SUBMITTED, Status.BOOKED, Status.LIVE, Status.PAUSED}
 
 def waiting_for(campaign: Campaign, account: Account | None) -> dict[str, Any]:
     """What the campaign waits for: an unconfirmed card charge, its next due start or end,
-    refunds not yet confirmed."""
+    the statement of a closed campaign (the ad server's final report, or the settlement
+    grace), refunds not yet confirmed."""
     charge = account.current_charge if account is not None else None
     pending_charge = None
     confirmed = account is not None and account.charge_confirmed
@@ -129,7 +130,15 @@ def waiting_for(campaign: Campaign, account: Account | None) -> dict[str, Any]:
         for r in (account.refunds if account is not None else ())
         if r.status is not RefundStatus.SUCCEEDED
     ]
-    return {"charge": pending_charge, "next_due": next_due, "refunds": refunds}
+    statement = None
+    if account is not None and account.settlement_pending:
+        statement = {"due_at": to_wire(account.settle_at), "or_when": "delivery.final"}
+    return {
+        "charge": pending_charge,
+        "next_due": next_due,
+        "statement": statement,
+        "refunds": refunds,
+    }
 
 
 async def campaign_report(settings: Settings, campaign_id: str) -> dict[str, Any] | None:
