@@ -10,6 +10,7 @@ import os
 import random
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from aiokafka import AIOKafkaProducer
@@ -286,11 +287,13 @@ class Worker:
 
 
 def money_rules(settings: Settings) -> MoneyRules:
-    """The configured money numbers: VAT and the relevance thresholds."""
+    """The money rules from the settings (VAT, relevance, settlement grace)."""
     return MoneyRules(
         tax_rate=settings.vat_rate,
         relevance_min_impressions=settings.relevance_min_impressions,
         relevance_min_ctr=settings.relevance_min_ctr,
+        relevance_peer_ratio=settings.relevance_peer_ratio,
+        settlement_grace=timedelta(seconds=settings.settlement_grace_s),
     )
 
 
@@ -305,6 +308,10 @@ def build_worker(settings: Settings) -> Worker:
         acks="all",
         enable_idempotence=settings.kafka_idempotent_producer,
         linger_ms=5,
+        # the relay sends one record batch per partition: bigger batches cost less CPU per
+        # record (measured 21-25 us at 16 KiB, 16-17 us at 256 KiB; the broker's default
+        # message.max.bytes of 1 MiB stays well above)
+        max_batch_size=256 * 1024,
         client_id="campaign-worker-relay",
     )
     relay = OutboxRelay(

@@ -201,7 +201,29 @@ class Settings(BaseSettings):
         ge=0,
         le=1,
         validation_alias=_env("CAMPAIGN_WORKER_RELEVANCE_MIN_CTR"),
-        description="Click-through rate (0.001 = 0.1%) below which low_relevance is set.",
+        description=(
+            "Click-through rate (0.001 = 0.1%) below which a campaign is stopped for low "
+            "relevance while fewer than 5 peers can be compared with."
+        ),
+    )
+    relevance_peer_ratio: Decimal = Field(
+        Decimal("0.25"),
+        ge=0,
+        le=1,
+        validation_alias=_env("CAMPAIGN_WORKER_RELEVANCE_PEER_RATIO"),
+        description=(
+            "A campaign is stopped for low relevance when its click-through rate is below this "
+            "share of the median rate of the other campaigns of its ad product."
+        ),
+    )
+    settlement_grace_s: float = Field(
+        3600.0,
+        ge=0,
+        validation_alias=_env("CAMPAIGN_WORKER_SETTLEMENT_GRACE_S"),
+        description=(
+            "How long a closed campaign's statement waits for the ad server's delivery.final "
+            "(0: issued at the close)."
+        ),
     )
     vat_rate: Decimal = Field(
         Decimal("0.10"), ge=0, le=1, validation_alias=_env("CAMPAIGN_WORKER_VAT_RATE")
@@ -216,7 +238,14 @@ class Settings(BaseSettings):
         6,
         ge=2,
         validation_alias=_env("CAMPAIGN_WORKER_LAG_WINDOW"),
-        description="Samples in the lag status evaluation window (STALL, STOP, WARN need it full).",
+        description="Samples in the lag status evaluation window (WARN needs it full).",
+    )
+    lag_stall_after_s: float = Field(
+        30.0,
+        gt=0,
+        validation_alias=_env("CAMPAIGN_WORKER_LAG_STALL_AFTER_S"),
+        description="Seconds a partition's committed offset must stand still, with messages "
+        "waiting and members in the group, before its lag status is STALL.",
     )
 
     # Notifications (adapters/notifier.py, adapters/mailer.py); SMTP_* above say where to.

@@ -1,4 +1,4 @@
-"""Contract topic names (shared/spec/contract.md). Extend, never rename."""
+"""Contract topic names (docs/contract.md). Extend, never rename."""
 
 from typing import Final
 

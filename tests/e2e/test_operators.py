@@ -138,7 +138,9 @@ async def test_lag_of_a_stopped_worker_then_caught_up(harness: Harness) -> None:
     assert result.code == 0, result.out + result.err
     header, columns, *rows = result.out.splitlines()
     assert "status OK" in header and "total lag 0" in header
-    assert columns.split() == ["topic", "part", "committed", "end", "lag", "lag_s", "status"]
+    assert columns.split() == [
+        *("topic", "part", "committed", "end", "lag", "lag_s", "still_s", "status")
+    ]
     assert len(rows) == len(topics.INBOUND) * 3 and all(r.endswith("OK") for r in rows)
 
 
@@ -162,12 +164,15 @@ async def test_a_frozen_committed_offset_with_lag_is_stall_and_nobody_there_is_s
             [settings.topic(t) for t in topics.INBOUND],
             samples=3,
             interval_s=0.5,
+            stall_after_s=1.0,  # STALL is judged on time standing still (default 30 s)
         )
         [frozen] = [p for p in report.partitions if (p.sample.topic, p.sample.partition) == tp]
         assert frozen.sample.committed == 1 and frozen.sample.lag > 0
-        assert frozen.status is Status.STALL
+        assert frozen.status is Status.STALL and frozen.unmoved_s >= 1.0
         assert report.status is Status.STALL and report.members == 1
-        result = await run_cli(harness, "lag", "--samples", "3", "--interval", "0.4")
+        result = await run_cli(
+            harness, "lag", "--samples", "3", "--interval", "0.4", "--stall-after", "0.8"
+        )
         assert result.code == 1
         row = next(
             line

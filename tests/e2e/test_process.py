@@ -22,7 +22,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from campaign_worker.devservices import free_port
+from campaign_worker.dev.services import free_port
 from tests.conftest import Harness
 from tests.support.contract import create_event, product_event
 from tests.support.kafka_io import cloudevent

@@ -205,11 +205,12 @@ async def test_publisher_cancel_suspension_and_reinstatement_each_send_one_email
     [cancel] = await mails_to(smtp, "was cancelled by the publisher")
     assert "50.00 EUR" in cancel.message.get_body(("plain",)).get_content()
     kinds = sorted(r.data["kind"] for r in drv.h.down.of_type("notification.requested", cid))
-    assert kinds == [
+    assert kinds == [  # the cancel with a penalty settles at once: its statement is told too
         "campaign_cancelled_by_publisher",
         "campaign_reinstated",
         "campaign_review_approved",
         "campaign_suspended",
+        "statement_issued",
     ]
     await asyncio.sleep(1)  # nothing more arrives: exactly once
     assert len([d for d in smtp.delivered if "suspended" in d.subject]) == 1

@@ -23,7 +23,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from campaign_worker import devservices
+from campaign_worker.dev import services as devservices
 from tests.support import servers
 
 # --------------------------------------------------------------------------------------
@@ -375,7 +375,7 @@ async def test_tansu_takes_plain_produce_and_consume(tmp_path: Path) -> None:
 def test_smtp_sink_keeps_each_mail_as_a_file(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level("INFO", logger="campaign_worker.devservices")
+    caplog.set_level("INFO", logger="campaign_worker.dev.services")
     handle = devservices.start_smtp_sink(tmp_path / "mail")
     try:
         message = EmailMessage()

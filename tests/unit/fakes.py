@@ -15,6 +15,7 @@ from campaign_worker.service.envelope import OutboxMessage
 from campaign_worker.service.unit_of_work import (
     CampaignExtras,
     DeadLetterEntry,
+    DueSettlement,
     DueTrigger,
     HistoryEntry,
     InboxEntry,
@@ -209,3 +210,24 @@ class FakeUnitOfWork:
                 self.staged.notifications[k] = n
                 new.append(n)
         return new
+
+    async def claim_settlements(self, now: datetime, limit: int) -> list[DueSettlement]:
+        due = [
+            DueSettlement(cid, a.settle_at)
+            for cid, a in self.store.accounts.items()
+            if a.settlement_pending and a.settle_at is not None and a.settle_at <= now
+        ]
+        return sorted(due, key=lambda d: (d.due_at, d.campaign_id))[:limit]
+
+    async def relevance_peers(
+        self, product_ids: Iterable[str], min_impressions: int
+    ) -> dict[str, dict[UUID, tuple[int, int]]]:
+        wanted = set(product_ids)
+        result: dict[str, dict[UUID, tuple[int, int]]] = {p: {} for p in wanted}
+        for cid, a in self.store.accounts.items():
+            campaign = self.store.campaigns.get(cid)
+            if campaign is None or campaign.ad_product_id not in wanted:
+                continue
+            if a.live_impressions >= min_impressions:
+                result[campaign.ad_product_id][cid] = (a.live_impressions, a.live_clicks)
+        return result

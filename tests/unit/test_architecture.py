@@ -40,7 +40,7 @@ ALLOWED: dict[str, set[str]] = {
         "config",
         "topics",
         "logs",
-        "devservices",
+        "dev",
     },
     "bootstrap": {"entrypoints", "adapters", "service", "domain", "config", "topics", "logs"},
     "dev": {"config", "logs"},

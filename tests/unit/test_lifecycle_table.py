@@ -268,6 +268,9 @@ SPEC_ROWS = {
     (Status.LIVE, Trigger.CANCEL): (Status.CANCELLED, {Role.PUBLISHER}, "T11"),
     (Status.PAUSED, Trigger.CANCEL): (Status.CANCELLED, {Role.PUBLISHER}, "T11"),
     (Status.SUBMITTED, Trigger.END): (Status.CANCELLED, {Role.SYSTEM}, "T12"),
+    # spec §7: the low-relevance stop ends the campaign (system only; from PAUSED too)
+    (Status.LIVE, Trigger.STOP): (Status.CLOSED, {Role.SYSTEM}, "T13"),
+    (Status.PAUSED, Trigger.STOP): (Status.CLOSED, {Role.SYSTEM}, "T13"),
 }
 
 

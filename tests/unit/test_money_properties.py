@@ -9,8 +9,10 @@ Invariants checked after every step:
   charged = spent + penalty + tax + refunded; for manual nothing is charged or refunded;
 - billable spend never exceeds the budget, and every reported amount is booked, billable or
   non-billable with a reason (never dropped);
-- at most one statement per campaign; exactly one at CLOSED; at CANCELLED one exactly when money
-  had moved; its numbers follow spec §6 and match the ledger.
+- at most one statement per campaign; at CLOSED one pending until the ad server's final report
+  or the settlement grace, then exactly one; at CANCELLED one exactly when money had moved; its
+  numbers follow spec §6 and match the ledger;
+- a penalty is booked exactly as asked, or the cancel is refused.
 
 The same step generator runs under hypothesis (random, shrinking) and as a seeded random walk
 that also proves the sequences are not vacuous (refunds, penalties, over-budget spend, late
@@ -63,6 +65,7 @@ from campaign_worker.domain.settlement import (
     record_delivery,
     record_refund_result,
     retry_refund,
+    settle,
     tax_on,
 )
 from campaign_worker.domain.settlement import DeliveryReport as Report
@@ -94,7 +97,7 @@ DURATIONS = [timedelta(0), timedelta(hours=1), timedelta(hours=6), timedelta(day
 KINDS = [
     "submit", "approve", "reject", "start", "end", "pause", "resume", "cancel_advertiser",
     "cancel_publisher", "charge", "charge_any", "deliver", "deliver", "deliver",
-    "refund_result", "retry", "tick",
+    "refund_result", "retry", "tick", "final", "grace",
 ]  # fmt: skip
 # Steps that make sense in a status (test knowledge, to steer the sequences towards progress;
 # the unsteered draws still try everything everywhere).
@@ -110,7 +113,7 @@ PLAUSIBLE: dict[Status, list[str]] = {
     Status.PAUSED: ["resume", "resume", "deliver", "tick", "end", "cancel_publisher",
                     *_AFTER_MONEY],
     Status.REJECTED: ["submit", "submit", "charge_any", "cancel_advertiser", *_AFTER_MONEY],
-    Status.CLOSED: ["deliver", "tick", *_AFTER_MONEY],
+    Status.CLOSED: ["deliver", "tick", "final", "grace", "grace", *_AFTER_MONEY],
     Status.CANCELLED: ["deliver", "tick", *_AFTER_MONEY],
 }  # fmt: skip
 TENTHS = list(range(10))
@@ -161,11 +164,22 @@ class World:
             self.seen["refused"] += 1
             return
         for event in lifecycle_events:
-            ledger_before = self.account.ledger
+            ledger_before, before = self.account.ledger, self.campaign
             self.campaign = evolve(self.campaign, event)
             if isinstance(event, CampaignStatusChanged):
                 self.history.append((self.now, event.to_status))
-                money = on_status_changed(self.campaign, self.account, event, self.now, self.rules)
+                try:  # the money side decides before anything is applied, as in the service
+                    money = on_status_changed(
+                        self.campaign, self.account, event, self.now, self.rules
+                    )
+                except Refusal:
+                    self.seen["refused_money"] += 1
+                    self.campaign = before
+                    self.history.pop()
+                    return
+                for e in money:
+                    if isinstance(e, PenaltyRecorded):
+                        assert e.amount == e.requested == event.penalty  # never changed
                 if event.to_status is Status.CANCELLED:
                     # the penalty booked (a card campaign without a confirmed charge has nothing
                     # prepaid to take it from: it is waived, and recorded as such)
@@ -176,6 +190,14 @@ class World:
                         ledger_before.charged.is_zero() and ledger_before.spent.is_zero()
                     )
                 self.money(money)
+
+    def settle(self, *, final: bool) -> None:
+        try:
+            self.money(
+                settle(self.campaign, self.account, SYSTEM, self.now, self.rules, final=final)
+            )
+        except Refusal:
+            self.seen["refused"] += 1
 
     def charge(self, charge_id: str) -> None:
         amount = next(c.amount for c in self.account.charges if c.charge_id == charge_id)
@@ -253,6 +275,10 @@ def step(world: World, pick: Pick) -> None:
         if failed:
             refund = pick(failed, "which failed refund")
             world.money(retry_refund(world.account, refund.refund_id, PUBLISHER, world.now))
+    elif kind == "final":
+        world.settle(final=True)
+    elif kind == "grace":
+        world.settle(final=False)
     # "tick": only the clock moves
 
 
@@ -266,6 +292,8 @@ def finish(world: World) -> None:
         else:
             world.command(CancelCampaign(world.campaign.id), PUBLISHER)
     assert world.campaign.status in TERMINAL
+    if world.account.settlement_pending:
+        world.settle(final=True)
     for request in world.account.charges:
         world.charge(request.charge_id)
 
@@ -316,14 +344,15 @@ def check(world: World) -> None:
     else:
         # what is held always covers what is owed; exactly, once finished
         assert ledger.held >= owed
-        if campaign.status in TERMINAL or campaign.status is Status.REJECTED:
+        finished = campaign.status in TERMINAL or campaign.status is Status.REJECTED
+        if finished and not world.account.settlement_pending:
             assert ledger.charged == owed + ledger.refunded
         if statement is not None:
             assert statement.refund == statement.charged - statement.final
 
     # When a statement is due.
     if campaign.status is Status.CLOSED:
-        assert statement is not None
+        assert (statement is not None) is not world.account.settlement_pending
     elif campaign.status is Status.CANCELLED:
         assert (statement is not None) is world.moved_at_cancel
     else:
@@ -367,13 +396,14 @@ def test_random_walks_reach_every_money_case() -> None:
         if any(isinstance(e, PenaltyRecorded) for e in world.events):
             seen["penalty"] += 1
     expected = [
-        "ChargeRequested", "ChargeRecorded", "SpendRecorded", "StatementIssued",
+        "ChargeRequested", "ChargeRecorded", "SpendRecorded", "SettlementScheduled",
+        "StatementIssued",
         "RefundRequested", "RefundFailed", "RefundRetried", "RefundSucceeded", "penalty",
         "refund:review_rejected", "refund:cancelled_before_approval",
         "refund:cancelled_after_approval", "refund:closed", "refund:late_charge",
         "non_billable:not_live", "non_billable:over_budget", "non_billable:after_settlement",
         "non_billable:charge_not_confirmed", "budget_reached",
-        "ended:CLOSED", "ended:CANCELLED", "billing:card", "billing:manual",
+        "ended:CLOSED", "ended:CANCELLED", "billing:card", "billing:manual", "refused_money",
     ]  # fmt: skip
     missing = [name for name in expected if not seen[name]]
     assert not missing, f"never happened: {missing}; seen: {dict(seen)}"

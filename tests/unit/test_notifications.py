@@ -106,6 +106,11 @@ class World:
         return event
 
     async def booked(self, title: str = "Winter sale", email_: str = "ada@example.com") -> str:
+        cid = await self.submitted(title, email_)
+        await self.send("review.campaign_approved", cid, role="publisher")
+        return cid
+
+    async def submitted(self, title: str = "Winter sale", email_: str = "ada@example.com") -> str:
         await self.send(
             "catalog.ad_product_upserted",
             "p",
@@ -135,7 +140,6 @@ class World:
             },
         )
         await self.send("campaign.submit", cid)
-        await self.send("review.campaign_approved", cid, role="publisher")
         return cid
 
     def requests(self) -> list[Any]:
@@ -177,34 +181,7 @@ async def test_review_approved_requests_one_email_and_one_requested_event() -> N
 
 async def test_review_rejected_carries_the_reason() -> None:
     w = World()
-    await w.send(
-        "catalog.ad_product_upserted",
-        "p",
-        {
-            "ad_product_id": "p",
-            "name": "P",
-            "unit_ids": [],
-            "unit_set_valid": True,
-            "buyable": True,
-        },
-        role="publisher",
-    )
-    cid = str(uuid.uuid4())
-    await w.send(
-        "campaign.create",
-        cid,
-        {
-            "advertiser_id": "adv-1",
-            "title": "T",
-            "ad_product_id": "p",
-            "budget": {"amount": "1.00", "currency": "EUR"},
-            "billing_type": "manual",
-            "start_at": "2030-01-01T00:00:00Z",
-            "end_at": "2030-02-01T00:00:00Z",
-            "contact": {"name": "Ada", "email": "ada@example.com"},
-        },
-    )
-    await w.send("campaign.submit", cid)
+    cid = await w.submitted(title="T")
     await w.send("review.campaign_rejected", cid, {"reason": "misleading claims"}, role="publisher")
     [n] = w.requests()
     assert n.kind == "campaign_review_rejected"
@@ -281,8 +258,7 @@ async def test_publisher_cancel_emails_the_advertiser_with_the_penalty() -> None
     cid = await w.booked()
     penalty = {"amount": "12.50", "currency": "EUR"}
     await w.send("campaign.cancel", cid, {"reason": "policy", "penalty": penalty}, role="publisher")
-    [_, n] = w.requests()
-    assert n.kind == "campaign_cancelled_by_publisher"
+    [n] = [n for n in w.requests() if n.kind == "campaign_cancelled_by_publisher"]
     assert (n.template_data["reason"], n.template_data["penalty"]) == ("policy", "12.50 EUR")
 
 
@@ -300,34 +276,7 @@ async def test_suspension_and_reinstatement_each_email_the_advertiser_once() -> 
 
 async def test_review_expired_emails_the_advertiser() -> None:
     w = World()
-    await w.send(
-        "catalog.ad_product_upserted",
-        "p",
-        {
-            "ad_product_id": "p",
-            "name": "P",
-            "unit_ids": ["u"],
-            "unit_set_valid": True,
-            "buyable": True,
-        },
-        role="publisher",
-    )
-    cid = str(uuid.uuid4())
-    await w.send(
-        "campaign.create",
-        cid,
-        {
-            "advertiser_id": "adv-1",
-            "title": "Late",
-            "ad_product_id": "p",
-            "budget": {"amount": "100.00", "currency": "EUR"},
-            "billing_type": "manual",
-            "start_at": "2030-01-01T00:00:00Z",
-            "end_at": "2030-02-01T00:00:00Z",
-            "contact": {"name": "Ada", "email": "ada@example.com"},
-        },
-    )
-    await w.send("campaign.submit", cid)
+    cid = await w.submitted()
     w.now = END
     await w.send("schedule.end_due", cid, {"due_at": "2030-02-01T00:00:00Z"}, role="system")
     assert w.store.campaigns[uuid.UUID(cid)].status.value == "CANCELLED"

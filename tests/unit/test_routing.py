@@ -72,6 +72,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "clicks": 1,
         "spend": MONEY,
     },
+    "delivery.final": {},
+    "campaign.retry_charge": {},
     "schedule.start_due": {"due_at": "2030-01-01T00:00:00Z"},
     "schedule.end_due": {"due_at": "2030-02-01T00:00:00Z"},
     "catalog.ad_product_upserted": {

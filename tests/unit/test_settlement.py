@@ -24,7 +24,7 @@ from campaign_worker.domain.commands import (
 from campaign_worker.domain.errors import Refusal, RefusalCode
 from campaign_worker.domain.events import CampaignStatusChanged
 from campaign_worker.domain.ledger import EntryKind, Ledger, LedgerEntry, NonBillableReason
-from campaign_worker.domain.lifecycle import decide, evolve
+from campaign_worker.domain.lifecycle import decide, evolve, stop_for_low_relevance
 from campaign_worker.domain.model import Actor, BillingType, Campaign, Status, Trigger
 from campaign_worker.domain.money import Money
 from campaign_worker.domain.settlement import (
@@ -32,6 +32,7 @@ from campaign_worker.domain.settlement import (
     REFUND_TABLE,
     Account,
     ChargeRecorded,
+    ChargeRequest,
     ChargeRequested,
     DeliveryReport,
     LiveInterval,
@@ -43,6 +44,7 @@ from campaign_worker.domain.settlement import (
     RefundReason,
     RefundRequested,
     RefundStatus,
+    SettlementScheduled,
     SpendRecorded,
     SpendSplit,
     Statement,
@@ -58,7 +60,10 @@ from campaign_worker.domain.settlement import (
     record_charge,
     record_delivery,
     record_refund_result,
+    relevance,
+    retry_charge,
     retry_refund,
+    settle,
     split_spend,
     statement_due,
     tax_on,
@@ -66,6 +71,7 @@ from campaign_worker.domain.settlement import (
 from tests.unit.domain_builders import (
     BEFORE_START,
     END,
+    OTHER_ADVERTISER,
     OWNER,
     PRODUCTS,
     PUBLISHER,
@@ -161,8 +167,22 @@ class Books:
         self.book(confirm=confirm)
         self.do(StartDue(self.campaign.id, T0), SYSTEM, T0)
 
+    def end(self, now: datetime = END + timedelta(minutes=1)) -> list[MoneyEvent]:
+        """The end time closes the campaign (T6/T7): its statement is only scheduled."""
+        return self.do(EndDue(self.campaign.id, END), SYSTEM, now)
+
+    def settle(self, now: datetime, *, final: bool) -> list[MoneyEvent]:
+        return self._apply(
+            settle(self.campaign, self.account, SYSTEM, now, self.rules, final=final)
+        )
+
     def close(self) -> list[MoneyEvent]:
-        return self.do(EndDue(self.campaign.id, END), SYSTEM, END + timedelta(minutes=1))
+        """Close at the end, and the ad server's `delivery.final` at the same instant: the
+        settlement's money events (statement, refund)."""
+        now = END + timedelta(minutes=1)
+        scheduled = self.end(now)
+        assert [type(e) for e in scheduled] == [SettlementScheduled]
+        return self.settle(now, final=True)
 
     def of(self, kind: type[MoneyEvent]) -> list[MoneyEvent]:
         return [e for e in self.money if isinstance(e, kind)]
@@ -358,14 +378,13 @@ CANCEL_CASES = [
     # from, spend, penalty -> spent, penalty, tax, final, refund
     (B, "0.00", None, ("0.00", "0.00", "0.00", "0.00", "1100.00")),
     (B, "0.00", "50.00", ("0.00", "50.00", "5.00", "55.00", "1045.00")),
-    (B, "0.00", "1500.00", ("0.00", "1000.00", "100.00", "1100.00", "0.00")),
     (L, "0.00", None, ("0.00", "0.00", "0.00", "0.00", "1100.00")),
     (L, "300.00", None, ("300.00", "0.00", "30.00", "330.00", "770.00")),
     (L, "300.00", "100.00", ("300.00", "100.00", "40.00", "440.00", "660.00")),
     (P, "300.00", None, ("300.00", "0.00", "30.00", "330.00", "770.00")),
     (P, "300.00", "100.00", ("300.00", "100.00", "40.00", "440.00", "660.00")),
-    # a penalty above the unused budget is capped at it: the prepaid charge must cover it
-    (P, "900.00", "500.00", ("900.00", "100.00", "100.00", "1100.00", "0.00")),
+    # exactly the unused budget: the prepaid charge covers it and its tax
+    (P, "900.00", "100.00", ("900.00", "100.00", "100.00", "1100.00", "0.00")),
 ]
 
 
@@ -769,18 +788,17 @@ def test_relevance_thresholds_are_configurable() -> None:
     assert not is_low_relevance(99, 0, rules)
 
 
-def test_delivery_flags_low_relevance_once_when_the_threshold_is_crossed() -> None:
+def test_relevance_counts_only_the_impressions_and_clicks_delivered_while_live() -> None:
     b = books()
     b.go_live()
-    first = b.deliver(m("1.00"), T0, T0 + timedelta(hours=1), impressions=6_000, clicks=5)
-    second = b.deliver(
-        m("1.00"), T0 + timedelta(hours=1), T0 + timedelta(hours=2), impressions=6_000, clicks=5
+    b.deliver(m("1.00"), T0, T0 + timedelta(hours=1), impressions=6_000, clicks=5)
+    # half of this period was before the start: half its impressions and clicks count
+    b.deliver(
+        m("1.00"), T0 - timedelta(hours=1), T0 + timedelta(hours=1), impressions=4_000, clicks=3
     )
-    third = b.deliver(
-        m("1.00"), T0 + timedelta(hours=2), T0 + timedelta(hours=3), impressions=1_000, clicks=0
-    )
-    assert (first.relevance_low, second.relevance_low, third.relevance_low) == (False, True, False)
-    assert (b.account.impressions, b.account.clicks) == (13_000, 10)
+    b.deliver(m("1.00"), T0 - timedelta(hours=3), T0 - timedelta(hours=2), impressions=900)
+    assert (b.account.impressions, b.account.clicks) == (10_900, 18)
+    assert (b.account.live_impressions, b.account.live_clicks) == (8_000, 6)
 
 
 @pytest.mark.parametrize(
@@ -791,6 +809,10 @@ def test_delivery_flags_low_relevance_once_when_the_threshold_is_crossed() -> No
         {"tax_rate": 0.1},
         {"relevance_min_impressions": 0},
         {"relevance_min_ctr": D("NaN")},
+        {"relevance_peer_ratio": D("1.5")},
+        {"relevance_min_peers": 0},
+        {"settlement_grace": timedelta(seconds=-1)},
+        {"settlement_grace": 3600},
     ],
 )
 def test_invalid_money_rules_are_caller_bugs(kwargs: dict[str, object]) -> None:
@@ -885,3 +907,270 @@ def test_every_statement_number_traces_to_ledger_entries() -> None:
     assert kinds == [EntryKind.CHARGE, EntryKind.SPEND, EntryKind.SPEND, EntryKind.REFUND]
     assert s.charged == ledger.charged and s.spent == ledger.spent
     assert ledger.charged == s.final + ledger.refunded
+
+
+# =============================================================================================
+# Issue 13: final performance before the statement (spec §6)
+# =============================================================================================
+
+GRACE = DEFAULT_RULES.settlement_grace
+CLOSED_AT = END + timedelta(minutes=1)
+
+
+def test_closed_campaign_statement_waits_for_the_final_report_or_the_grace() -> None:
+    b = books()
+    b.go_live()
+    events = b.end(CLOSED_AT)
+    assert b.campaign.status is Status.CLOSED
+    assert events == [SettlementScheduled(b.campaign.id, CLOSED_AT + GRACE, CLOSED_AT)]
+    assert b.account.statement is None and b.refund_requests == []
+    assert b.account.settle_at == CLOSED_AT + GRACE and b.account.settlement_pending
+    # delivery.final settles at once
+    settled = b.settle(CLOSED_AT + timedelta(minutes=5), final=True)
+    assert [type(e) for e in settled] == [StatementIssued, RefundRequested]
+    assert b.account.settle_at is None and not b.account.settlement_pending
+    # the grace trigger that comes later finds nothing to do
+    assert b.settle(CLOSED_AT + GRACE, final=False) == []
+    assert len(b.of(StatementIssued)) == 1
+
+
+def test_grace_settles_a_closed_campaign_when_no_final_report_comes() -> None:
+    b = books()
+    b.go_live()
+    b.end(CLOSED_AT)
+    with pytest.raises(Refusal) as early:
+        b.settle(CLOSED_AT + GRACE - timedelta(seconds=1), final=False)
+    assert early.value.code is RefusalCode.INVALID_TRANSITION and "not due" in early.value.message
+    settled = b.settle(CLOSED_AT + GRACE, final=False)
+    assert [type(e) for e in settled] == [StatementIssued, RefundRequested]
+    assert b.refund_requests == [m("1100.00")]
+    # and the ad server's final report after it changes nothing
+    assert b.settle(CLOSED_AT + GRACE + timedelta(hours=1), final=True) == []
+
+
+def test_reports_for_live_periods_arriving_before_the_statement_are_billable() -> None:
+    b = books()
+    b.go_live()
+    b.end(CLOSED_AT)
+    last_hour = b.deliver(m("40.00"), END - timedelta(hours=1), END, now=CLOSED_AT)
+    assert last_hour.split == SpendSplit(m("40.00"))
+    straddling = b.deliver(
+        m("10.00"), CLOSED_AT - timedelta(minutes=1), CLOSED_AT + timedelta(minutes=1)
+    )
+    assert straddling.split.billable == m("5.00")  # only its LIVE half
+    b.settle(CLOSED_AT + timedelta(minutes=30), final=True)
+    assert b.statement.spent == m("45.00")
+    assert b.refund_requests == [b.statement.refund] and b.statement.refund == m("1050.50")
+    check_statement_identities(b.statement)
+
+
+def test_report_after_the_statement_is_non_billable_after_settlement_and_changes_nothing() -> None:
+    b = books()
+    b.go_live()
+    b.close()
+    statement = b.statement
+    late = b.deliver(m("7.00"), END - timedelta(hours=1), END, now=CLOSED_AT + GRACE)
+    assert late.after_settlement
+    assert late.split.non_billable == (NonBillable(m("7.00"), NonBillableReason.AFTER_SETTLEMENT),)
+    assert b.statement == statement and b.account.ledger.spent.is_zero()
+
+
+def test_final_report_for_a_campaign_that_has_not_closed_is_refused() -> None:
+    b = books()
+    b.go_live()
+    with pytest.raises(Refusal) as refused:
+        b.settle(T0 + timedelta(days=1), final=True)
+    assert refused.value.code is RefusalCode.INVALID_TRANSITION
+    assert "after it closes" in refused.value.message
+    with pytest.raises(Refusal) as forbidden:
+        settle(b.campaign, b.account, PUBLISHER, T0, final=True)
+    assert forbidden.value.code is RefusalCode.FORBIDDEN
+
+
+def test_cancellation_keeps_issuing_its_statement_at_once() -> None:
+    b = books()
+    b.go_live()
+    b.deliver(m("100.00"), T0, T0 + timedelta(hours=1))
+    events = b.do(CancelCampaign(b.campaign.id, "policy"), PUBLISHER, T0 + timedelta(days=1))
+    assert [type(e) for e in events] == [StatementIssued, RefundRequested]
+    assert b.account.settle_at is None
+    assert b.settle(T0 + timedelta(days=2), final=True) == []  # nothing pending
+
+
+def test_zero_grace_issues_the_statement_at_the_close() -> None:
+    b = books(rules=MoneyRules(settlement_grace=timedelta(0)))
+    b.go_live()
+    events = b.end(CLOSED_AT)
+    assert [type(e) for e in events] == [StatementIssued, RefundRequested]
+
+
+def test_spend_reported_for_a_cancelled_campaign_without_statement_is_after_settlement() -> None:
+    b = books()
+    b.do(CancelCampaign(b.campaign.id), OWNER, BEFORE_START)  # a DRAFT: nothing moved
+    late = b.deliver(m("3.00"), T0, T0 + timedelta(hours=1))
+    assert late.after_settlement
+
+
+# =============================================================================================
+# Issue 13: penalties are never silently changed (spec §6)
+# =============================================================================================
+
+
+def test_penalty_above_what_can_be_collected_is_refused_saying_the_maximum() -> None:
+    b = books()
+    b.go_live()
+    b.deliver(m("300.00"), T0, T0 + timedelta(hours=2))
+    before, live = b.account, b.campaign
+    with pytest.raises(Refusal) as refused:
+        b.do(
+            CancelCampaign(b.campaign.id, "policy", m("700.01")), PUBLISHER, T0 + timedelta(days=1)
+        )
+    assert refused.value.code is RefusalCode.VALIDATION_FAILED
+    assert (
+        "700.01 EUR" in refused.value.message and "maximum of 700.00 EUR" in refused.value.message
+    )
+    assert b.account == before  # no money moved (the service applies nothing: test_money_rules)
+    b.campaign = live  # this harness evolves the campaign before asking the money side
+    # the maximum itself is taken as asked
+    b.do(CancelCampaign(b.campaign.id, "policy", m("700.00")), PUBLISHER, T0 + timedelta(days=1))
+    assert b.statement.penalty == m("700.00") and b.campaign.penalty == m("700.00")
+
+
+def test_penalty_on_a_card_campaign_without_a_confirmed_charge_is_refused() -> None:
+    b = books()
+    b.book(confirm=False)
+    with pytest.raises(Refusal) as refused:
+        b.do(CancelCampaign(b.campaign.id, "policy", m("10.00")), PUBLISHER, BEFORE_START)
+    assert refused.value.code is RefusalCode.VALIDATION_FAILED
+    assert "maximum of 0.00 EUR" in refused.value.message
+    assert "not confirmed" in refused.value.message
+
+
+def test_penalty_event_and_statement_carry_the_same_figure() -> None:
+    b = books(BillingType.MANUAL)
+    b.go_live()
+    events = b.do(
+        CancelCampaign(b.campaign.id, "policy", m("5000.00")), PUBLISHER, T0 + timedelta(days=1)
+    )
+    (penalty,) = [e for e in events if isinstance(e, PenaltyRecorded)]
+    assert penalty.amount == penalty.requested == m("5000.00") == b.statement.penalty
+    assert b.campaign.penalty == m("5000.00")
+
+
+# =============================================================================================
+# Issue 13: a failed card charge can be retried (spec §5)
+# =============================================================================================
+
+
+def test_retry_charge_requests_a_new_charge_only_while_billing_error_is_set() -> None:
+    b = books()
+    b.submit()
+    (first,) = b.account.charges
+    with pytest.raises(Refusal) as no_error:
+        retry_charge(b.campaign, b.account, False, OWNER, BEFORE_START)
+    assert no_error.value.code is RefusalCode.INVALID_TRANSITION
+    assert "no billing error" in no_error.value.message
+    events = retry_charge(b.campaign, b.account, True, OWNER, BEFORE_START)
+    assert len(events) == 1 and isinstance(events[0], ChargeRequested)
+    assert events[0].charge_id != first.charge_id and events[0].amount == first.amount
+    b._apply(events)
+    assert b.account.current_charge == ChargeRequest(events[0].charge_id, m("1100.00"))
+    # its success confirms the campaign's charge; the failed one, if it succeeds late, is refunded
+    b.confirm_charge(BEFORE_START)
+    assert b.account.charge_confirmed
+    late = b.confirm_charge(BEFORE_START, first.charge_id)
+    assert [type(e) for e in late] == [ChargeRecorded, RefundRequested]
+
+
+def test_only_the_owning_advertiser_retries_a_charge_of_a_running_card_campaign() -> None:
+    b = books()
+    b.submit()
+    for actor in (PUBLISHER, SYSTEM, OTHER_ADVERTISER):
+        with pytest.raises(Refusal) as refused:
+            retry_charge(b.campaign, b.account, True, actor, BEFORE_START)
+        assert refused.value.code is RefusalCode.FORBIDDEN, actor
+    manual = books(BillingType.MANUAL)
+    manual.submit()
+    with pytest.raises(Refusal) as refused:
+        retry_charge(manual.campaign, manual.account, True, OWNER, BEFORE_START)
+    assert refused.value.code is RefusalCode.INVALID_TRANSITION
+    b.do(CancelCampaign(b.campaign.id), OWNER, BEFORE_START)
+    with pytest.raises(Refusal) as ended:
+        retry_charge(b.campaign, b.account, True, OWNER, BEFORE_START)
+    assert ended.value.code is RefusalCode.INVALID_TRANSITION
+
+
+# =============================================================================================
+# Issue 13: low relevance stops the campaign (spec §7)
+# =============================================================================================
+
+PEER = (20_000, 200)  # 1 % click-through rate
+
+
+@pytest.mark.parametrize(
+    ("clicks", "peers", "low", "threshold"),
+    [
+        # 5 peers at 1 %: stopped below 0.25 x 1 % = 0.25 % (25 clicks on 10,000)
+        (24, [PEER] * 5, True, D("0.0025")),
+        (25, [PEER] * 5, False, D("0.0025")),
+        # a 0.2 % campaign is above the 0.1 % floor but below a quarter of its peers' median
+        (20, [PEER] * 5, True, D("0.0025")),
+        # fewer than 5 peers: the absolute floor (0.1 %) applies instead
+        (20, [PEER] * 4, False, D("0.001")),
+        (9, [PEER] * 4, True, D("0.001")),
+        # peers with too few LIVE impressions do not count
+        (20, [PEER] * 4 + [(9_999, 100)], False, D("0.001")),
+        # the median, not the mean: one very strong peer does not move it
+        (24, [PEER] * 4 + [(20_000, 20_000)], True, D("0.0025")),
+    ],
+)
+def test_relevance_compares_with_the_median_of_peers_with_enough_live_impressions(
+    clicks: int, peers: list[tuple[int, int]], low: bool, threshold: Decimal
+) -> None:
+    verdict = relevance(10_000, clicks, peers)
+    assert verdict is not None
+    assert verdict.low is low and verdict.threshold == threshold
+    if len([p for p in peers if p[0] >= 10_000]) >= 5:
+        assert verdict.peer_median_ctr == D("0.01") and verdict.peers == 5
+    else:
+        assert verdict.peer_median_ctr is None
+
+
+def test_relevance_is_not_judged_before_enough_live_impressions() -> None:
+    assert relevance(9_999, 0, [PEER] * 10) is None
+    rules = MoneyRules(relevance_min_impressions=100, relevance_peer_ratio=D("0.5"))
+    verdict = relevance(100, 4, [(100, 10)] * 5, rules)
+    assert verdict is not None and verdict.low and verdict.threshold == D("0.05")
+
+
+def test_low_relevance_stop_closes_a_live_or_paused_campaign_and_refunds_unused_budget() -> None:
+    for paused in (False, True):
+        b = books()
+        b.go_live()
+        b.deliver(m("200.00"), T0, T0 + timedelta(hours=1))
+        if paused:
+            b.do(PauseCampaign(b.campaign.id), OWNER, T0 + timedelta(hours=2))
+        change = stop_for_low_relevance(b.campaign, SYSTEM)
+        assert (change.to_status, change.trigger, change.reason) == (
+            Status.CLOSED,
+            Trigger.STOP,
+            "low_relevance",
+        )
+        stopped_at = T0 + timedelta(hours=3)
+        b.campaign = evolve(b.campaign, change)
+        scheduled = on_status_changed(b.campaign, b.account, change, stopped_at)
+        assert scheduled == [SettlementScheduled(b.campaign.id, stopped_at + GRACE, stopped_at)]
+        b._apply(scheduled)
+        b.settle(stopped_at + GRACE, final=False)
+        assert b.statement.spent == m("200.00") and b.refund_requests == [m("880.00")]
+
+
+def test_low_relevance_stop_is_system_only_and_only_from_live_or_paused() -> None:
+    live = campaign_in(Status.LIVE)
+    with pytest.raises(Refusal) as forbidden:
+        stop_for_low_relevance(live, PUBLISHER)
+    assert forbidden.value.code is RefusalCode.FORBIDDEN
+    for status in (Status.BOOKED, Status.DRAFT, Status.CLOSED, Status.CANCELLED):
+        with pytest.raises(Refusal) as refused:
+            stop_for_low_relevance(campaign_in(status), SYSTEM)
+        assert refused.value.code is RefusalCode.INVALID_TRANSITION, status

@@ -18,23 +18,30 @@ Each sample reads, for every partition of every inbound topic:
   producer's CreateTime unless the topic uses LogAppendTime;
 * the number of members in the group (DescribeGroups).
 
-Status, Burrow's rules adapted to sampled offsets (Kafka does not tell when a commit
-happened, only its offset; group membership tells a stuck consumer from an absent one).
-The **evaluation window** is the last N samples of a partition (`CAMPAIGN_WORKER_LAG_WINDOW`,
-default 6, at one sample per `CAMPAIGN_WORKER_LAG_INTERVAL_S`, default 10 s: one minute; the
-CLI: `--samples` at `--interval`). Rules marked *full* need N >= 2 samples in the window.
-First match wins:
+Status, Burrow's rules adapted to sampled offsets. Kafka's OffsetFetch does not say when a
+commit happened, only its offset, so the tracker remembers since when each partition's
+committed offset has stood still (`unmoved_s`); group membership tells a stuck consumer from
+an absent one. The **evaluation window** is the last N samples of a partition
+(`CAMPAIGN_WORKER_LAG_WINDOW`, default 6, at one sample per `CAMPAIGN_WORKER_LAG_INTERVAL_S`,
+default 10 s; the CLI: `--samples` at `--interval`). First match wins:
 
 1. ERR    the partition could not be measured in the latest sample (topic missing, error).
 2. OK     the latest lag is 0: caught up, or an idle partition.
-3. STOP   *full*, no member in the group in any sample and the committed offset never
-          moved: nobody consumes (the worker is down, or its consumer died).
+3. STOP   messages wait and the group has no member in the latest sample: nobody consumes
+          (the worker is down, or its consumer died). One sample is enough.
 4. OK     the lag was 0 at some sample of the window (it caught up recently).
 5. REWIND the committed offset went backwards between two samples of the window.
-6. STALL  *full*, the committed offset did not move (or was never set) while lag stayed
-          above 0, with a member in the group: a consumer is there but stuck (poison
-          message, database down) or stopped committing.
-7. WARN   *full*, the committed offset moves but the lag grew at every step: falling behind.
+6. STALL  messages wait, the group has members, the committed offset has not moved (or was
+          never set) for `stall_after_s` (`CAMPAIGN_WORKER_LAG_STALL_AFTER_S`, default 30 s),
+          and neither has any other partition of the member that owns it: a consumer is
+          there but stuck (poison message, database down) or stopped committing. A working
+          worker goes through its partitions' fetches one after the other, so one partition
+          may wait its turn for a long time while the member commits others: that is
+          progress, not a stall, unless the partition waits `STARVED_FACTOR` times as long.
+          A shorter look cannot tell stuck from busy; the CLI keeps sampling a partition
+          that looks stuck until it (or its owner) moves or `stall_after_s` has passed.
+7. WARN   *full window* (N >= 2 samples), the committed offset moves but the lag grew at
+          every step: falling behind.
 8. OK     otherwise.
 
 The group's status is its worst partition status, by severity
@@ -66,6 +73,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S = 10.0
 DEFAULT_WINDOW = 6
+DEFAULT_STALL_AFTER_S = 30.0
+STARVED_FACTOR = 4
+"""A partition whose owner commits elsewhere is STALL only after this many `stall_after_s`."""
 
 
 class Status(StrEnum):
@@ -95,10 +105,37 @@ class PartitionSample:
     lag_seconds: float | None
     members: int
     error: str | None = None
+    owner: str | None = None  # member id that holds the partition, when the group says
 
 
-def evaluate(window: Sequence[PartitionSample], size: int) -> Status:
-    """The status of one partition from its samples, oldest first (rules in the module doc)."""
+def unmoved_for(window: Sequence[PartitionSample]) -> float:
+    """Seconds the committed offset has stood still at its latest value, within the window."""
+    valid = [s for s in window if s.error is None]
+    if not valid:
+        return 0.0
+    latest = valid[-1]
+    since = latest.at
+    for s in reversed(valid):
+        if s.committed != latest.committed:
+            break
+        since = s.at
+    return latest.at - since
+
+
+def evaluate(
+    window: Sequence[PartitionSample],
+    size: int,
+    *,
+    stall_after_s: float = DEFAULT_STALL_AFTER_S,
+    unmoved_s: float | None = None,
+    owner_unmoved_s: float | None = None,
+) -> Status:
+    """The status of one partition from its samples, oldest first (rules in the module doc).
+
+    `unmoved_s`: how long the committed offset has stood still (the tracker knows it beyond
+    the window); measured inside the window when not given. `owner_unmoved_s`: how long the
+    member holding the partition has committed nothing anywhere (None: not known, taken as
+    `unmoved_s`)."""
     if not window:
         return Status.ERR
     latest = window[-1]
@@ -106,21 +143,24 @@ def evaluate(window: Sequence[PartitionSample], size: int) -> Status:
         return Status.ERR
     if latest.lag == 0:
         return Status.OK
-    valid = [s for s in window if s.error is None]
-    full = size >= 2 and len(valid) >= size
-    committed = [s.committed for s in valid]
-    unmoved = all(c == committed[0] for c in committed)
-    if full and unmoved and all(s.members == 0 for s in valid):
+    if latest.members == 0:
         return Status.STOP
+    valid = [s for s in window if s.error is None]
     if any(s.lag == 0 for s in valid):
         return Status.OK
-    known = [c if c is not None else -1 for c in committed]
+    known = [s.committed if s.committed is not None else -1 for s in valid]
     if any(b < a for a, b in pairwise(known)):
         return Status.REWIND
-    if full and unmoved:
+    still = unmoved_for(valid) if unmoved_s is None else unmoved_s
+    owner_still = still if owner_unmoved_s is None else min(still, owner_unmoved_s)
+    if still >= stall_after_s and (
+        owner_still >= stall_after_s or still >= STARVED_FACTOR * stall_after_s
+    ):
         return Status.STALL
+    full = size >= 2 and len(valid) >= size
     lags = [s.lag for s in valid]
-    if full and all(b > a for a, b in pairwise(lags)):
+    moved = len(set(known)) > 1
+    if full and moved and all(b > a for a, b in pairwise(lags)):
         return Status.WARN
     return Status.OK
 
@@ -133,10 +173,14 @@ def worst(statuses: Iterable[Status]) -> Status:
 class PartitionLag:
     sample: PartitionSample
     status: Status
+    unmoved_s: float = 0.0  # how long the committed offset has stood still, as observed
+    owner_unmoved_s: float = 0.0  # how long its owner (or the group) committed nothing at all
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self.sample)
         data["status"] = self.status.value
+        data["unmoved_s"] = round(self.unmoved_s, 3)
+        data["owner_unmoved_s"] = round(self.owner_unmoved_s, 3)
         if data["lag_seconds"] is not None:
             data["lag_seconds"] = round(data["lag_seconds"], 3)
         return data
@@ -153,6 +197,8 @@ class GroupLag:
     status: Status
     window: int
     samples: int  # how many samples the longest partition window holds
+    observed_s: float = 0.0  # from the first sample this tracker took to this one
+    stall_after_s: float = DEFAULT_STALL_AFTER_S
 
     @property
     def total_lag(self) -> int:
@@ -170,6 +216,8 @@ class GroupLag:
             "members": self.members,
             "window": self.window,
             "samples": self.samples,
+            "observed_s": round(self.observed_s, 3),
+            "stall_after_s": self.stall_after_s,
             "total_lag": self.total_lag,
             "max_lag_seconds": round(self.max_lag_seconds, 3),
             "partitions": [p.to_json() for p in self.partitions],
@@ -178,29 +226,78 @@ class GroupLag:
 
 @dataclass
 class LagTracker:
-    """Keeps the evaluation window of each partition and evaluates new samples (pure)."""
+    """Keeps the evaluation window of each partition, and since when its committed offset
+    stands still, and evaluates new samples (pure)."""
 
     window: int = DEFAULT_WINDOW
+    stall_after_s: float = DEFAULT_STALL_AFTER_S
     _windows: dict[tuple[str, int], deque[PartitionSample]] = field(default_factory=dict)
+    _still_since: dict[tuple[str, int], tuple[int | None, float]] = field(default_factory=dict)
+    _owner_moved_at: dict[str | None, float] = field(default_factory=dict)
+    _first_at: float | None = None
 
     def update(self, group: str, samples: Sequence[PartitionSample]) -> GroupLag:
         current = {(s.topic, s.partition) for s in samples}
         for gone in set(self._windows) - current:
             del self._windows[gone]
+            self._still_since.pop(gone, None)
+        ordered = sorted(samples, key=lambda s: (s.topic, s.partition))
+        for s in ordered:  # first: which owners committed anything since the last sample
+            if s.error is not None:
+                continue
+            key = (s.topic, s.partition)
+            known = self._still_since.get(key)
+            for owner in {s.owner, None}:  # None: the group as a whole
+                self._owner_moved_at.setdefault(owner, s.at)
+                if known is not None and known[0] != s.committed:
+                    self._owner_moved_at[owner] = s.at
+            if known is None or known[0] != s.committed:
+                self._still_since[key] = (s.committed, s.at)
         evaluated = []
-        for s in sorted(samples, key=lambda s: (s.topic, s.partition)):
-            w = self._windows.setdefault((s.topic, s.partition), deque(maxlen=self.window))
+        for s in ordered:
+            key = (s.topic, s.partition)
+            w = self._windows.setdefault(key, deque(maxlen=self.window))
             w.append(s)
-            evaluated.append(PartitionLag(s, evaluate(list(w), self.window)))
+            since = self._still_since.get(key, (None, s.at))[1]
+            unmoved = max(0.0, s.at - since)
+            owner_unmoved = max(0.0, s.at - self._owner_moved_at.get(s.owner, s.at))
+            status = evaluate(
+                list(w),
+                self.window,
+                stall_after_s=self.stall_after_s,
+                unmoved_s=unmoved,
+                owner_unmoved_s=owner_unmoved,
+            )
+            evaluated.append(PartitionLag(s, status, unmoved, owner_unmoved))
+        at = max((s.at for s in samples), default=time.time())
+        if self._first_at is None:
+            self._first_at = at
         return GroupLag(
             group=group,
-            at=max((s.at for s in samples), default=time.time()),
+            at=at,
             members=next((s.members for s in samples if s.error is None), 0),
             partitions=tuple(evaluated),
             status=worst(p.status for p in evaluated),
             window=self.window,
             samples=max((len(w) for w in self._windows.values()), default=0),
+            observed_s=at - self._first_at,
+            stall_after_s=self.stall_after_s,
         )
+
+    def suspects(self, report: GroupLag) -> list[PartitionLag]:
+        """Partitions that may be stuck but have not stood still long enough to say STALL:
+        messages wait, members are there, and neither the partition nor its owner committed
+        anything while we looked."""
+        return [
+            p
+            for p in report.partitions
+            if p.status is Status.OK
+            and p.sample.error is None
+            and p.sample.lag > 0
+            and p.sample.members > 0
+            and min(p.unmoved_s, p.owner_unmoved_s) >= report.observed_s
+            and p.unmoved_s < self.stall_after_s
+        ]
 
 
 class LagReader:
@@ -289,7 +386,7 @@ class LagReader:
             tps += [TopicPartition(topic, p["partition"]) for p in info["partitions"]]
         if not tps:
             return samples
-        members = await self._members(admin)
+        members, owners = await self._members(admin)
         offsets = await admin.list_consumer_group_offsets(self._group, partitions=tps)
         starts = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)
@@ -318,16 +415,31 @@ class LagReader:
                     lag=lag,
                     lag_seconds=seconds,
                     members=members,
+                    owner=owners.get(tp),
                 )
             )
         return samples
 
-    async def _members(self, admin: AIOKafkaAdminClient) -> int:
+    async def _members(self, admin: AIOKafkaAdminClient) -> tuple[int, dict[TopicPartition, str]]:
+        """How many members the group has, and which member holds which partition (from the
+        assignments the group coordinator hands out; empty when it does not say)."""
+        from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+
         for response in await admin.describe_consumer_groups([self._group]):
             for g in response.to_object()["groups"]:
-                if g["group"] == self._group:
-                    return len(g["members"])
-        return 0
+                if g["group"] != self._group:
+                    continue
+                owners: dict[TopicPartition, str] = {}
+                for member in g["members"]:
+                    raw = member.get("member_assignment") or b""
+                    try:
+                        assignment = ConsumerProtocolMemberAssignment.decode(raw)
+                    except Exception:  # another protocol, or nothing assigned yet
+                        continue
+                    for tp in assignment.partitions():
+                        owners[tp] = member["member_id"]
+                return len(g["members"]), owners
+        return 0, {}
 
     async def _record_timestamps(
         self, wanted: dict[TopicPartition, int]
@@ -388,17 +500,26 @@ async def measure(
     *,
     samples: int = 3,
     interval_s: float = 2.0,
+    stall_after_s: float = DEFAULT_STALL_AFTER_S,
 ) -> GroupLag:
-    """`samples` samples `interval_s` apart, evaluated over a window of all of them (the CLI)."""
+    """`samples` samples `interval_s` apart, evaluated over a window of all of them (the CLI).
+
+    When a partition then looks stuck (messages wait, members are there, its offset never
+    moved) but has not stood still for `stall_after_s`, sampling goes on until it moves or
+    that much time has passed: a short look must not call a busy worker STALL."""
     reader = LagReader(kafka, group, topics)
-    tracker = LagTracker(window=max(1, samples))
+    count = max(1, samples)
+    longest = count + math.ceil(stall_after_s / max(interval_s, 0.1)) + 1
+    tracker = LagTracker(window=count, stall_after_s=stall_after_s)
     await reader.start()
     try:
         report: GroupLag | None = None
-        for i in range(max(1, samples)):
+        for i in range(longest):
             if i:
                 await asyncio.sleep(interval_s)
             report = tracker.update(group, await reader.sample())
+            if i + 1 >= count and not tracker.suspects(report):
+                break
         assert report is not None
         return report
     finally:
@@ -447,9 +568,10 @@ class LagProbe:
         contract_topic: Callable[[str], str] = lambda t: t,
         interval_s: float = DEFAULT_INTERVAL_S,
         window: int = DEFAULT_WINDOW,
+        stall_after_s: float = DEFAULT_STALL_AFTER_S,
     ) -> None:
         self._reader = LagReader(kafka, group, topics)
-        self._tracker = LagTracker(window=window)
+        self._tracker = LagTracker(window=window, stall_after_s=stall_after_s)
         self._group = group
         self._metrics = metrics
         self._contract_topic = contract_topic
@@ -501,4 +623,5 @@ def worker_probe(settings: Settings, metrics: Metrics) -> LagProbe:
         contract_topic=lambda t: t[len(prefix) :] if prefix and t.startswith(prefix) else t,
         interval_s=settings.lag_interval_s,
         window=settings.lag_window,
+        stall_after_s=settings.lag_stall_after_s,
     )

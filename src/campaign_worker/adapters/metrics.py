@@ -33,6 +33,12 @@ class Metrics:
         self.refusals = Counter(
             "campaign_worker_refusals_total", "Commands refused, by code.", ["code"], registry=r
         )
+        self.deliveries_after_settlement = Counter(
+            "campaign_worker_deliveries_after_settlement",
+            "Delivery reports that arrived after their campaign's statement (recorded as "
+            "non-billable, never changing the statement).",
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             "campaign_worker_batch_duration_seconds",
             "Time to process and commit one inbound batch.",
@@ -185,6 +191,8 @@ class Metrics:
             lateness = h.details.get("lateness_seconds")
             if lateness is not None and h.trigger is not None:
                 self.schedule_lateness.labels(h.trigger).observe(float(lateness))
+            if h.kind == "delivery_after_settlement":
+                self.deliveries_after_settlement.inc()
         for note in report.notifications:
             self.notifications.labels(note.kind, "requested").inc()
 

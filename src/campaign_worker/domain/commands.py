@@ -258,6 +258,23 @@ class ReportDelivery:
     spend: Money
 
 
+@dataclass(frozen=True)
+class SettleCampaign:
+    """Issue the statement of a CLOSED campaign (spec §6): `final` when the ad server said it
+    reported every period (`delivery.final`), else the settlement grace ran out (scheduler)."""
+
+    campaign_id: UUID
+    final: bool
+
+
+@dataclass(frozen=True)
+class RetryCharge:
+    """The advertiser asks for a failed card charge to be tried again (`campaign.retry_charge`,
+    only while `billing_error` is set): a new charge request with a new id."""
+
+    campaign_id: UUID
+
+
 # ------------------------------------------------------------------ catalog facts
 
 
@@ -286,6 +303,8 @@ Command: TypeAlias = (
     | RecordRefundResult
     | RetryRefund
     | ReportDelivery
+    | SettleCampaign
+    | RetryCharge
     | UpsertAdProduct
     | DeleteAdProduct
     | UpsertCategory

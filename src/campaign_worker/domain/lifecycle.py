@@ -1,6 +1,6 @@
 """The campaign lifecycle (spec §1, §2, §8): tables as data, `decide` and `evolve`.
 
-- `TRANSITIONS` is the one transition table (T1-T11); whatever is not in it is refused.
+- `TRANSITIONS` is the one transition table (T1-T13); whatever is not in it is refused.
 - `EDIT_RIGHTS` is the one editing table (who may change what, in which status).
 - `decide(campaign, command, actor, now, products)` checks a command and returns the events it
   causes (exactly one per accepted command) or raises `Refusal`. It never mutates anything and
@@ -75,6 +75,7 @@ __all__ = [
     "decide",
     "evolve",
     "state_diagram_mermaid",
+    "stop_for_low_relevance",
 ]
 
 TITLE_MAX_LENGTH = 200
@@ -129,10 +130,37 @@ TRANSITIONS: Mapping[tuple[Status, Trigger], Transition] = _table(
     Transition(Status.PAUSED, Trigger.CANCEL, Status.CANCELLED, _PUBLISHER, "T11"),
     # the end passed before anyone reviewed it: the system cancels it (spec §1 "Dates")
     Transition(Status.SUBMITTED, Trigger.END, Status.CANCELLED, _SYSTEM, "T12"),
+    # Spec §7: a low-relevance stop ends the campaign. From PAUSED too: its relevance is
+    # measured on the impressions it had while LIVE, and a late report for a LIVE period may
+    # cross the threshold after a pause; resuming it would only serve the same weak ads.
+    Transition(Status.LIVE, Trigger.STOP, Status.CLOSED, _SYSTEM, "T13"),
+    Transition(Status.PAUSED, Trigger.STOP, Status.CLOSED, _SYSTEM, "T13"),
 )
 
 # Why the system cancels an unreviewed campaign whose end passed (T12).
 REVIEW_EXPIRED = "review_expired"
+LOW_RELEVANCE = "low_relevance"  # the cause (reason) of a T13 stop
+
+
+def stop_for_low_relevance(campaign: Campaign, actor: Actor) -> CampaignStatusChanged:
+    """T13: the system closes a LIVE or PAUSED campaign whose relevance is too low (the
+    service judges relevance, `settlement.relevance`). Refuses any other status or actor."""
+    transition = TRANSITIONS.get((campaign.status, Trigger.STOP))
+    if transition is None:
+        raise Refusal(
+            RefusalCode.INVALID_TRANSITION,
+            f"cannot stop campaign {campaign.id} for low relevance: it is {campaign.status.value}",
+        )
+    if actor.role not in transition.roles:
+        raise Refusal(RefusalCode.FORBIDDEN, "only the system stops a campaign for low relevance")
+    return CampaignStatusChanged(
+        campaign_id=campaign.id,
+        from_status=campaign.status,
+        to_status=Status.CLOSED,
+        trigger=Trigger.STOP,
+        reason=LOW_RELEVANCE,
+        rule=transition.rule,
+    )
 
 
 def _roles_for(*triggers: Trigger) -> frozenset[Role]:

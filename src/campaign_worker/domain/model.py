@@ -43,6 +43,7 @@ class Trigger(StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     CANCEL = "cancel"  # T10 and T11
+    STOP = "stop"  # the system ends a campaign early: low relevance (spec §7, T13)
 
 
 class Role(StrEnum):

@@ -110,8 +110,8 @@ _LIVE = frozenset({Status.LIVE})
 
 # Highest priority first. Holds in a verdict are listed in this order.
 #
-# This is the one display-status table: events, emails, `campaign show` and the state topic
-# all take the display status from `display_status` below (through the serving verdict).
+# This is the one display-status table: events, emails and `campaign show` all take the
+# display status from `display_status` below (through the serving verdict).
 #
 # The display status of a BOOKED, LIVE or PAUSED campaign is the `display` of the first row
 # whose reason is present and whose `statuses` contain the campaign's status; when no row

@@ -6,24 +6,31 @@ and rounded half-up to the currency's minor unit:
 - `tax_on`, `charge_amount`: a card charge on submit is the budget plus its tax.
 - `REFUND_TABLE` (spec §5) and `refund_amount`: what a status change refunds.
 - `compute_statement` (spec §6) from a `Ledger`; `statement_due`: exactly once per campaign,
-  at CLOSED, or at CANCELLED after anything was charged, spent or fined.
+  after CLOSED, or at CANCELLED after anything was charged, spent or fined. A closed
+  campaign's statement waits for the ad server's final report (`delivery.final`) or the
+  settlement grace (`MoneyRules.settlement_grace` after the close), whichever comes first
+  (`SettlementScheduled`, then `settle`); a cancellation settles at once.
 - `split_spend` (spec §7): billable vs non-billable spend (with reasons), from the periods the
   campaign was actually LIVE (`LiveInterval`s, derived by `live_intervals` from its status
-  history), capped at the budget; `is_low_relevance`.
+  history), capped at the budget; `relevance` (against the campaign's peers) and
+  `is_low_relevance` (the absolute floor).
 
 The money side of one campaign is an `Account` (ledger, charge requests, refunds, delivery
-totals, the statement), changed decide/evolve-style like the lifecycle: the functions
-`on_status_changed`, `record_charge`, `record_delivery`, `record_refund_result` and
-`retry_refund` return events (or raise `Refusal`), and `evolve_account` applies them.
+totals, the pending settlement, the statement), changed decide/evolve-style like the
+lifecycle: the functions `on_status_changed`, `settle`, `record_charge`, `retry_charge`,
+`record_delivery`, `record_refund_result` and `retry_refund` return events (or raise
+`Refusal`), and `evolve_account` applies them.
 Charge, refund and statement ids are derived deterministically (uuid5 of the campaign id), so a
 redelivered message yields the same ids.
 
-Holds are not set here: a `SpendRecorded` says when the budget was reached or relevance became
-low, and the service turns that (and charge results) into `serving.HoldSignal`s.
+Holds are not set here: a `SpendRecorded` says when the budget was reached, and the service
+turns that (and charge results) into `serving.HoldSignal`s. Low relevance is not a hold: the
+service stops the campaign (lifecycle T13) when `relevance` says so.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -43,7 +50,10 @@ from campaign_worker.domain.money import Money
 __all__ = [
     "DEFAULT_RELEVANCE_MIN_CTR",
     "DEFAULT_RELEVANCE_MIN_IMPRESSIONS",
+    "DEFAULT_RELEVANCE_MIN_PEERS",
+    "DEFAULT_RELEVANCE_PEER_RATIO",
     "DEFAULT_RULES",
+    "DEFAULT_SETTLEMENT_GRACE",
     "DEFAULT_TAX_RATE",
     "REFUND_TABLE",
     "Account",
@@ -64,6 +74,8 @@ __all__ = [
     "RefundRetried",
     "RefundStatus",
     "RefundSucceeded",
+    "Relevance",
+    "SettlementScheduled",
     "SpendRecorded",
     "SpendSplit",
     "Statement",
@@ -76,12 +88,16 @@ __all__ = [
     "live_intervals",
     "live_share",
     "on_status_changed",
+    "penalty_maximum",
     "record_charge",
     "record_delivery",
     "record_refund_result",
     "refund_amount",
     "refund_reason",
+    "relevance",
+    "retry_charge",
     "retry_refund",
+    "settle",
     "split_spend",
     "statement_due",
     "tax_on",
@@ -90,22 +106,36 @@ __all__ = [
 DEFAULT_TAX_RATE = Decimal("0.10")
 DEFAULT_RELEVANCE_MIN_IMPRESSIONS = 10_000
 DEFAULT_RELEVANCE_MIN_CTR = Decimal("0.001")  # 0.1 %
+DEFAULT_RELEVANCE_PEER_RATIO = Decimal("0.25")
+DEFAULT_RELEVANCE_MIN_PEERS = 5  # fewer peers than this: the absolute floor applies
+DEFAULT_SETTLEMENT_GRACE = timedelta(seconds=3600)
 
 
 @dataclass(frozen=True)
 class MoneyRules:
-    """The configurable numbers (per publisher). Invalid values are caller bugs: ValueError."""
+    """The configurable numbers (per publisher). Invalid values are caller bugs: ValueError.
+
+    `settlement_grace`: how long a closed campaign's statement waits for the ad server's
+    `delivery.final` (zero: issued at the close)."""
 
     tax_rate: Decimal = DEFAULT_TAX_RATE
     relevance_min_impressions: int = DEFAULT_RELEVANCE_MIN_IMPRESSIONS
     relevance_min_ctr: Decimal = DEFAULT_RELEVANCE_MIN_CTR
+    relevance_peer_ratio: Decimal = DEFAULT_RELEVANCE_PEER_RATIO
+    relevance_min_peers: int = DEFAULT_RELEVANCE_MIN_PEERS
+    settlement_grace: timedelta = DEFAULT_SETTLEMENT_GRACE
 
     def __post_init__(self) -> None:
         _check_rate("tax_rate", self.tax_rate)
         _check_rate("relevance_min_ctr", self.relevance_min_ctr)
-        n = self.relevance_min_impressions
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"relevance_min_impressions must be a whole number >= 1, not {n!r}")
+        _check_rate("relevance_peer_ratio", self.relevance_peer_ratio)
+        for name in ("relevance_min_impressions", "relevance_min_peers"):
+            n = getattr(self, name)
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, not {n!r}")
+        grace = self.settlement_grace
+        if not isinstance(grace, timedelta) or grace < timedelta(0):
+            raise ValueError(f"settlement_grace must be a timedelta >= 0, not {grace!r}")
 
 
 def _check_rate(name: str, rate: Decimal) -> None:
@@ -274,8 +304,9 @@ def compute_statement(campaign: Campaign, ledger: Ledger, rate: Decimal) -> Stat
 
 
 def statement_due(to_status: Status, ledger: Ledger) -> bool:
-    """A statement is due when a campaign reaches CLOSED, or CANCELLED after anything was
-    charged, billably spent or fined."""
+    """A statement is due when a campaign reaches CLOSED (issued after the settlement grace
+    or the ad server's final report: see `settle`), or CANCELLED after anything was charged,
+    billably spent or fined (issued at once)."""
     if to_status is Status.CLOSED:
         return True
     if to_status is Status.CANCELLED:
@@ -420,12 +451,51 @@ def _parts(*parts: tuple[Money, NonBillableReason]) -> tuple[NonBillable, ...]:
 
 
 def is_low_relevance(impressions: int, clicks: int, rules: MoneyRules = DEFAULT_RULES) -> bool:
-    """After at least `relevance_min_impressions` impressions, a click-through rate below
-    `relevance_min_ctr` (exact: clicks < min_ctr * impressions)."""
+    """The absolute floor: after at least `relevance_min_impressions` impressions, a
+    click-through rate below `relevance_min_ctr` (exact: clicks < min_ctr * impressions)."""
     return (
         impressions >= rules.relevance_min_impressions
         and Decimal(clicks) < rules.relevance_min_ctr * impressions
     )
+
+
+@dataclass(frozen=True)
+class Relevance:
+    """How a campaign compares with similar ads (spec §7). `threshold` is the click-through
+    rate below which it is stopped: `relevance_peer_ratio` x the peers' median when there are
+    at least `relevance_min_peers` peers, else the floor `relevance_min_ctr`."""
+
+    impressions: int
+    clicks: int
+    ctr: Decimal
+    peers: int  # other campaigns of the product with enough LIVE impressions
+    peer_median_ctr: Decimal | None  # None while there are fewer than relevance_min_peers
+    threshold: Decimal
+    low: bool
+
+
+def relevance(
+    impressions: int,
+    clicks: int,
+    peers: Iterable[tuple[int, int]],
+    rules: MoneyRules = DEFAULT_RULES,
+) -> Relevance | None:
+    """The relevance of a campaign with `impressions` / `clicks` delivered while LIVE, against
+    `peers`: the (LIVE impressions, LIVE clicks) of the OTHER campaigns of its ad product
+    (those below `relevance_min_impressions` are ignored). None while the campaign itself has
+    fewer than `relevance_min_impressions` LIVE impressions: too early to judge."""
+    enough = rules.relevance_min_impressions
+    if impressions < enough:
+        return None
+    rates = [Decimal(c) / Decimal(i) for i, c in peers if i >= enough]
+    ctr = Decimal(clicks) / Decimal(impressions)
+    if len(rates) >= rules.relevance_min_peers:
+        median = Decimal(statistics.median(rates))
+        threshold = rules.relevance_peer_ratio * median
+        low = Decimal(clicks) < threshold * impressions
+        return Relevance(impressions, clicks, ctr, len(rates), median, threshold, low)
+    low = is_low_relevance(impressions, clicks, rules)
+    return Relevance(impressions, clicks, ctr, len(rates), None, rules.relevance_min_ctr, low)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,10 +543,15 @@ class Account:
     ledger: Ledger
     charges: tuple[ChargeRequest, ...] = ()  # every charge requested, in order
     refunds: tuple[Refund, ...] = ()
-    impressions: int = 0
+    impressions: int = 0  # everything reported
     clicks: int = 0
     statement: Statement | None = None
     version: int = 0
+    # A closed campaign's statement is due at this instant unless `delivery.final` comes
+    # first; None when nothing is pending (not closed yet, or settled).
+    settle_at: datetime | None = None
+    live_impressions: int = 0  # the share delivered while LIVE: what relevance is judged on
+    live_clicks: int = 0
 
     @classmethod
     def open(cls, campaign: Campaign) -> Account:
@@ -492,6 +567,10 @@ class Account:
         """The current charge has succeeded (for `serving_verdict`)."""
         current = self.current_charge
         return current is not None and current.charge_id in self.ledger.refs(EntryKind.CHARGE)
+
+    @property
+    def settlement_pending(self) -> bool:
+        return self.settle_at is not None and self.statement is None
 
     @property
     def pristine(self) -> bool:
@@ -534,14 +613,20 @@ class SpendRecorded:
     split: SpendSplit
     spent_total: Money
     budget_reached: bool
-    relevance_low: bool
     at: datetime
+    live_impressions: int = 0  # of `impressions`, those delivered while LIVE
+    live_clicks: int = 0
+
+    @property
+    def after_settlement(self) -> bool:
+        """Reported after the statement: recorded, never billed, never changes it."""
+        return any(p.reason is NonBillableReason.AFTER_SETTLEMENT for p in self.split.non_billable)
 
 
 @dataclass(frozen=True)
 class PenaltyRecorded:
-    """`amount` is booked; `requested` is what the publisher asked (a card campaign's penalty is
-    capped at its unused budget: the prepaid charge must cover it)."""
+    """`amount` is booked; it is always what the publisher asked (`requested`, kept for the
+    event's shape): a penalty above what can be collected is refused, never changed."""
 
     campaign_id: UUID
     amount: Money
@@ -582,6 +667,16 @@ class RefundRetried:
 
 
 @dataclass(frozen=True)
+class SettlementScheduled:
+    """A campaign closed: its statement is due at `due_at` (the settlement grace) unless the
+    ad server's `delivery.final` comes first."""
+
+    campaign_id: UUID
+    due_at: datetime
+    at: datetime
+
+
+@dataclass(frozen=True)
 class StatementIssued:
     campaign_id: UUID
     statement: Statement
@@ -597,6 +692,7 @@ MoneyEvent: TypeAlias = (
     | RefundSucceeded
     | RefundFailed
     | RefundRetried
+    | SettlementScheduled
     | StatementIssued
 )
 
@@ -642,9 +738,11 @@ def on_status_changed(
     """The money side of an accepted status change; `campaign` is the campaign after it.
 
     - submit / resubmit (card): `ChargeRequested` for budget + tax;
-    - reject (T3), cancel (T10/T11), close (T6/T7): for T11 the penalty (`PenaltyRecorded`),
-      then the statement when due (`StatementIssued`), then the refund of the refund table when
-      above zero (`RefundRequested`).
+    - close (T6, T7, T13): `SettlementScheduled` for now + the settlement grace (the statement
+      and refund follow in `settle`); with a grace of zero, settled at once like a cancel;
+    - reject (T3), cancel (T10/T11): for T11 the penalty (`PenaltyRecorded`; refused when
+      above what can be collected), then the statement when due (`StatementIssued`), then the
+      refund of the refund table when above zero (`RefundRequested`).
     """
     now = aware_utc(now, "now")
     if change.campaign_id != campaign.id or campaign.status is not change.to_status:
@@ -660,15 +758,29 @@ def on_status_changed(
     reason = refund_reason(change.from_status, change.to_status)
     if reason is None or account.statement is not None:
         return []
+    if reason is RefundReason.CLOSED and rules.settlement_grace > timedelta(0):
+        return [SettlementScheduled(campaign.id, now + rules.settlement_grace, now)]
     events: list[MoneyEvent] = []
     ledger = account.ledger
     if reason is RefundReason.CANCELLED_AFTER_APPROVAL and change.penalty is not None:
-        requested = change.penalty
-        applied = _penalty_applied(campaign, account, requested)
-        if requested.amount > 0:
-            events.append(PenaltyRecorded(campaign.id, applied, requested, now))
-            ledger = ledger.add(LedgerEntry(EntryKind.PENALTY, applied, "penalty", now))
-    if statement_due(change.to_status, ledger):
+        penalty = _penalty_checked(campaign, account, change.penalty)
+        if penalty.amount > 0:
+            events.append(PenaltyRecorded(campaign.id, penalty, penalty, now))
+            ledger = ledger.add(LedgerEntry(EntryKind.PENALTY, penalty, "penalty", now))
+    return events + _statement_and_refund(campaign, account, ledger, reason, now, rules)
+
+
+def _statement_and_refund(
+    campaign: Campaign,
+    account: Account,
+    ledger: Ledger,
+    reason: RefundReason,
+    now: datetime,
+    rules: MoneyRules,
+) -> list[MoneyEvent]:
+    """The statement when due, then the refund of the refund table when above zero."""
+    events: list[MoneyEvent] = []
+    if statement_due(campaign.status, ledger):
         statement = compute_statement(campaign, ledger, rules.tax_rate)
         events.append(StatementIssued(campaign.id, statement, now))
     amount = refund_amount(reason, campaign.billing_type, ledger, rules.tax_rate)
@@ -678,18 +790,78 @@ def on_status_changed(
     return events
 
 
-def _penalty_applied(campaign: Campaign, account: Account, penalty: Money) -> Money:
+def penalty_maximum(campaign: Campaign, account: Account) -> Money | None:
+    """The largest penalty that can be collected on a publisher cancel (T11); None: no limit.
+
+    Manual billing: no limit (nothing was prepaid; the statement says what is owed). Card: the
+    unused budget (budget - billable spend), taken from the prepaid charge together with its
+    tax; zero while the charge is not confirmed (nothing prepaid to take it from)."""
+    if campaign.billing_type is BillingType.MANUAL:
+        return None
+    zero = Money.zero(account.ledger.currency)
+    if not account.charge_confirmed:
+        return zero
+    return max(campaign.budget - account.ledger.spent, zero).quantize()
+
+
+def _penalty_checked(campaign: Campaign, account: Account, penalty: Money) -> Money:
+    """The penalty as asked, or a refusal saying the maximum: never silently changed."""
     if penalty.currency != account.ledger.currency:
         raise Refusal(
             RefusalCode.VALIDATION_FAILED,
             f"penalty in {penalty.currency}, campaign in {account.ledger.currency}",
         )
-    if campaign.billing_type is BillingType.MANUAL:
-        return penalty.quantize()
-    if not account.charge_confirmed:  # nothing prepaid to take it from
-        return Money.zero(penalty.currency)
-    unused = max(campaign.budget - account.ledger.spent, Money.zero(penalty.currency))
-    return min(penalty.quantize(), unused)
+    penalty = penalty.quantize()
+    maximum = penalty_maximum(campaign, account)
+    if maximum is not None and penalty > maximum:
+        why = (
+            "the card charge is not confirmed, so nothing prepaid can cover a penalty"
+            if not account.charge_confirmed
+            else "a card campaign's penalty is taken from its unused budget"
+        )
+        raise Refusal(
+            RefusalCode.VALIDATION_FAILED,
+            f"penalty {penalty} is above the maximum of {maximum} that can be collected "
+            f"from campaign {campaign.id} ({why})",
+        )
+    return penalty
+
+
+def settle(
+    campaign: Campaign,
+    account: Account,
+    actor: Actor,
+    now: datetime,
+    rules: MoneyRules = DEFAULT_RULES,
+    *,
+    final: bool,
+) -> list[MoneyEvent]:
+    """Issue a closed campaign's pending statement (spec §6) and its refund (card: unused
+    budget and its tax). `final`: the ad server's `delivery.final` (settles at once); else the
+    settlement grace, refused before `settle_at`. A campaign already settled (the other
+    trigger came first) or cancelled gives no events. `delivery.final` for a campaign that
+    has not closed is refused (`invalid_transition`): its statement is not due yet."""
+    _require(actor, Role.SYSTEM, "delivery.final" if final else "a settlement")
+    now = aware_utc(now, "now")
+    account = _checked(campaign, account)
+    if campaign.status is not Status.CLOSED:
+        if campaign.status is Status.CANCELLED:
+            return []  # settled at the cancel (or nothing was due)
+        raise Refusal(
+            RefusalCode.INVALID_TRANSITION,
+            f"campaign {campaign.id} is {campaign.status.value}: its statement is issued "
+            "after it closes",
+        )
+    if not account.settlement_pending:
+        return []
+    assert account.settle_at is not None
+    if not final and now < account.settle_at:
+        raise Refusal(
+            RefusalCode.INVALID_TRANSITION,
+            f"the settlement of campaign {campaign.id} is not due: now {now.isoformat()} is "
+            f"before {account.settle_at.isoformat()}",
+        )
+    return _statement_and_refund(campaign, account, account.ledger, RefundReason.CLOSED, now, rules)
 
 
 def record_charge(
@@ -736,6 +908,46 @@ def record_charge(
     return events
 
 
+def retry_charge(
+    campaign: Campaign,
+    account: Account,
+    billing_error: bool,
+    actor: Actor,
+    now: datetime,
+    rules: MoneyRules = DEFAULT_RULES,
+) -> list[MoneyEvent]:
+    """`campaign.retry_charge` (the advertiser, spec §5): while `billing_error` is set, request
+    the charge again (budget + tax) with a new `charge_id`; its success clears the hold (the
+    service's hold table). Refused (`invalid_transition`) when there is no billing error to
+    retry, or the campaign has ended."""
+    if actor.role is not Role.ADVERTISER:
+        raise Refusal(
+            RefusalCode.FORBIDDEN,
+            f"campaign.retry_charge comes from the advertiser, not a {actor.role.value}",
+        )
+    if actor.id != campaign.advertiser_id:
+        raise Refusal(
+            RefusalCode.FORBIDDEN,
+            f"advertiser {actor.id} may act only on its own campaigns; campaign {campaign.id} "
+            "belongs to another advertiser",
+        )
+    now = aware_utc(now, "now")
+    account = _checked(campaign, account)
+    if campaign.status in TERMINAL:
+        raise Refusal(
+            RefusalCode.INVALID_TRANSITION,
+            f"campaign {campaign.id} is {campaign.status.value}: nothing is charged any more",
+        )
+    if not billing_error or campaign.billing_type is not _C or account.charge_confirmed:
+        raise Refusal(
+            RefusalCode.INVALID_TRANSITION,
+            f"campaign {campaign.id} has no billing error: only a failed card charge can be "
+            "retried",
+        )
+    charge_id = _money_id(campaign.id, "charge", len(account.charges) + 1)
+    return [ChargeRequested(campaign.id, charge_id, charge_amount(campaign.budget, rules.tax_rate))]
+
+
 def record_delivery(
     campaign: Campaign,
     account: Account,
@@ -746,7 +958,9 @@ def record_delivery(
     rules: MoneyRules = DEFAULT_RULES,
 ) -> list[MoneyEvent]:
     """`delivery.reported`: one `SpendRecorded` with the split of `split_spend`. `live` are the
-    campaign's LIVE intervals so far (`live_intervals`). Idempotency by message id is the
+    campaign's LIVE intervals so far (`live_intervals`). Until a closed campaign's statement
+    is issued, reports are split as usual (its LIVE periods are billable); after it, and for a
+    cancelled campaign, everything is `after_settlement`. Idempotency by message id is the
     inbox's job."""
     _require(actor, Role.SYSTEM, "a delivery report")
     now = aware_utc(now, "now")
@@ -779,11 +993,11 @@ def record_delivery(
         spent_so_far=before,
         budget=campaign.budget,
         charge_confirmed=campaign.billing_type is BillingType.MANUAL or account.charge_confirmed,
-        settled=account.statement is not None or campaign.status in TERMINAL,
+        settled=account.statement is not None
+        or (campaign.status in TERMINAL and not account.settlement_pending),
     )
     after = before + split.billable
-    impressions = account.impressions + report.impressions
-    clicks = account.clicks + report.clicks
+    share = live_share(start, end, live)
     return [
         SpendRecorded(
             campaign_id=campaign.id,
@@ -796,13 +1010,16 @@ def record_delivery(
             split=split,
             spent_total=after,
             budget_reached=before < campaign.budget <= after,
-            relevance_low=(
-                is_low_relevance(impressions, clicks, rules)
-                and not is_low_relevance(account.impressions, account.clicks, rules)
-            ),
             at=now,
+            live_impressions=_share_of(report.impressions, share),
+            live_clicks=_share_of(report.clicks, share),
         )
     ]
+
+
+def _share_of(count: int, share: Decimal) -> int:
+    """The LIVE part of a count, rounded down (a part impression is not an impression)."""
+    return count if share == 1 else int(Decimal(count) * share)
 
 
 def record_refund_result(
@@ -891,6 +1108,8 @@ def evolve_account(account: Account, event: MoneyEvent) -> Account:
                 ledger=ledger.add(*entries),
                 impressions=account.impressions + event.impressions,
                 clicks=account.clicks + event.clicks,
+                live_impressions=account.live_impressions + event.live_impressions,
+                live_clicks=account.live_clicks + event.live_clicks,
                 version=version,
             )
         case PenaltyRecorded():
@@ -927,10 +1146,14 @@ def evolve_account(account: Account, event: MoneyEvent) -> Account:
                 status=RefundStatus.REQUESTED,
                 attempts=event.attempt,
             )
+        case SettlementScheduled():
+            if account.statement is not None:
+                raise ValueError(f"campaign {account.campaign_id} is already settled")
+            return replace(account, settle_at=event.due_at, version=version)
         case StatementIssued():
             if account.statement is not None:
                 raise ValueError(f"campaign {account.campaign_id} already has a statement")
-            return replace(account, statement=event.statement, version=version)
+            return replace(account, statement=event.statement, settle_at=None, version=version)
         case _:  # pragma: no cover - exhaustive
             assert_never(event)
 

@@ -326,6 +326,11 @@ class DeliveryReported(Wire):
         return self
 
 
+class DeliveryFinal(Wire):
+    """`delivery.final` (no data): the ad server has reported every period of this closed
+    campaign; its statement may be issued now (instead of after the settlement grace)."""
+
+
 # ---------------------------------------------------------------- campaign.schedule
 
 
@@ -530,6 +535,18 @@ INBOUND_TYPES: dict[str, InboundType] = {
             command=cmd.ReportDelivery,
             topic=topics.DELIVERY,
             data=DeliveryReported,
+        ),
+        InboundType(
+            type="delivery.final",
+            command=cmd.SettleCampaign,
+            topic=topics.DELIVERY,
+            data=DeliveryFinal,
+        ),
+        InboundType(
+            type="campaign.retry_charge",
+            command=cmd.RetryCharge,
+            topic=topics.COMMANDS,
+            data=Empty,
         ),
         InboundType(
             type="schedule.start_due", command=cmd.StartDue, topic=topics.SCHEDULE, data=ScheduleDue

@@ -225,6 +225,8 @@ NotificationKind = Literal[
     "campaign_suspended",
     "campaign_reinstated",
     "review_expired",
+    "statement_issued",
+    "refund_issued",
 ]
 
 

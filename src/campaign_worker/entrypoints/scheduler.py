@@ -1,5 +1,6 @@
 """The scheduler: an APScheduler interval job in every replica that applies due starts and
-ends (spec T5, T6, T7) straight from Postgres.
+ends (spec T5, T6, T7), and the statements of closed campaigns whose settlement grace ran out
+(spec §6), straight from Postgres.
 
 Why this design (and not APScheduler date jobs, nor publishing `schedule.*_due` to Kafka):
 due times are campaign columns (`start_at`, `end_at`, indexed with the status), so an edit or
@@ -50,29 +51,41 @@ class DueScheduler:
         self._scheduler.start()
 
     async def stop(self, timeout: float) -> None:  # noqa: ASYNC109 - a budget, not a cancel
+        """No new tick; the one in flight may finish within `timeout`, then is cancelled (its
+        transaction rolls back; the next start applies what is due)."""
+        if self._scheduler is not None:
+            self._scheduler.pause()
+        running = self._running
+        if running is not None and not running.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(running), timeout)
+            except TimeoutError:
+                pass  # the shutdown below cancels it
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
-        if self._running is not None and not self._running.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(self._running), timeout)
-            except TimeoutError:
-                self._running.cancel()
 
     async def _tick(self) -> None:
         self._running = asyncio.current_task()
         try:
             await self.run_once()
             self._metrics.scheduler_ticks.labels("ok").inc()
+        except asyncio.CancelledError:
+            # APScheduler would log a cancelled job as an ERROR with its traceback
+            log.info("scheduler tick cancelled by the shutdown; the next start applies what is due")
+            return
         except Exception as error:  # the next tick retries; counted and logged
             self._metrics.scheduler_ticks.labels("failed").inc()
             log.warning("scheduler tick failed: %r", error)
 
     async def run_once(self) -> int:
-        """Apply everything due now, in bounded batches; return how many were applied."""
+        """Apply everything due now, in bounded batches (starts and ends first, then the
+        settlements they may have made due); return how many were applied."""
         total = 0
-        while True:
-            claimed = await self._processor.process_due(self._batch_size)
-            total += claimed
-            if claimed < self._batch_size:
-                return total
+        for claim in (self._processor.process_due, self._processor.process_due_settlements):
+            while True:
+                claimed = await claim(self._batch_size)
+                total += claimed
+                if claimed < self._batch_size:
+                    break
+        return total

@@ -217,6 +217,10 @@ def build_command(type_: str, event: m.CloudEvent, data: BaseModel) -> cmd.Comma
                 clicks=data.clicks,
                 spend=_money(data.spend),
             )
+        case "delivery.final", _:
+            return cmd.SettleCampaign(campaign_id=cid, final=True)
+        case "campaign.retry_charge", _:
+            return cmd.RetryCharge(campaign_id=cid)
         case "review.campaign_suspended", m.CampaignSuspended():
             return cmd.ApplyHoldSignal(cid, HoldSignal.SUSPENDED, data.reason)
         case "review.campaign_reinstated", _:

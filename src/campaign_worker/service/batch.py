@@ -61,6 +61,9 @@ class State:
     # (when, status reached) per campaign, oldest first, for the campaigns whose billing
     # needs their LIVE periods
     status_history: dict[UUID, list[tuple[datetime, Status]]] = field(default_factory=dict)
+    # per ad product: campaign id -> (LIVE impressions, LIVE clicks) of the campaigns with
+    # enough LIVE impressions to be a relevance peer (as stored before this batch)
+    relevance_peers: dict[str, dict[UUID, tuple[int, int]]] = field(default_factory=dict)
 
 
 @dataclass

@@ -50,9 +50,17 @@ KINDS: Mapping[str, KindSpec] = {
     ),
     "billing_error": KindSpec('Payment problem: campaign "{title}" is on hold', ("reason",)),
     "out_of_budget": KindSpec('Campaign "{title}" has spent its budget', ("spent",)),
+    # the low-relevance stop (spec §7): the campaign has ended; tips and how to start again
     "low_relevance": KindSpec(
-        'Campaign "{title}" has low relevance: tips to improve it',
-        ("impressions", "clicks", "ctr"),
+        'Campaign "{title}" was stopped for low relevance: tips for a new one',
+        ("impressions", "clicks", "ctr", "compared"),
+    ),
+    "statement_issued": KindSpec(
+        'Statement for campaign "{title}": {final}',
+        ("booked", "spent", "penalty", "tax", "refund", "final", "statement_outcome"),
+    ),
+    "refund_issued": KindSpec(
+        'Refund of {amount} for campaign "{title}"', ("amount", "refund_reason")
     ),
     "campaign_cancelled_by_publisher": KindSpec(
         'Your campaign "{title}" was cancelled by the publisher', ("reason", "penalty")

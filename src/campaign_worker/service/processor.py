@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from campaign_worker import topics
-from campaign_worker.domain.commands import EndDue, StartDue
+from campaign_worker.domain.commands import EndDue, SettleCampaign, StartDue
 from campaign_worker.domain.errors import Refusal
 from campaign_worker.domain.model import Actor, Role, Status
 from campaign_worker.domain.settlement import DEFAULT_RULES, MoneyRules
@@ -34,6 +34,7 @@ from campaign_worker.service.outbound import dead_letter
 from campaign_worker.service.routing import ROUTES, check_routes
 from campaign_worker.service.unit_of_work import (
     DeadLetterEntry,
+    DueSettlement,
     DueTrigger,
     HistoryEntry,
     InboxEntry,
@@ -137,6 +138,22 @@ class Processor:
             if not due:
                 return 0
             report = await self._apply(uow, [scheduled_trigger(d) for d in due], now)
+            await uow.commit()
+        self._committed(report, started)
+        return len(due)
+
+    async def process_due_settlements(self, limit: int) -> int:
+        """The scheduler's tick for statements (spec §6): claim closed campaigns whose
+        settlement grace ran out (SKIP LOCKED, like `process_due`) and settle them in the same
+        transaction, as system commands with ids derived from the campaign and the due
+        instant. Returns how many were claimed."""
+        started = asyncio.get_running_loop().time()
+        now = self._clock()
+        async with self._uow_factory() as uow:
+            due = await uow.claim_settlements(now, limit)
+            if not due:
+                return 0
+            report = await self._apply(uow, [settlement_trigger(d) for d in due], now)
             await uow.commit()
         self._committed(report, started)
         return len(due)
@@ -274,6 +291,14 @@ class Processor:
         wanted_products |= {c.ad_product_id for c in campaigns.values()}
         products = known | await uow.get_products(wanted_products - known.keys())
         extras = await uow.load_extras(campaigns)
+        relevance_products = {
+            campaigns[c].ad_product_id for w in wants for c in w.relevance_peers if c in campaigns
+        }
+        peers = (
+            await uow.relevance_peers(relevance_products, self._rules.relevance_min_impressions)
+            if relevance_products
+            else {}
+        )
         categories = await uow.get_categories(
             {t for c in campaigns.values() for t in (*c.targeting.categories, *c.targeting.groups)}
         )
@@ -286,6 +311,7 @@ class Processor:
             categories=categories,
             accounts=extras.accounts,
             status_history=await uow.status_history({c for w in wants for c in w.status_history}),
+            relevance_peers=peers,
         )
 
     async def process_reliably(self, items: Sequence[Item], stopping: asyncio.Event) -> None:
@@ -383,6 +409,19 @@ def scheduled_trigger(due: DueTrigger) -> Inbound:
         correlation_id=None,
         campaign_id=due.campaign_id,
         payload=payload,
+    )
+
+
+def settlement_trigger(due: DueSettlement) -> Inbound:
+    """A settlement grace that ran out, as the system command the scheduler applies."""
+    return Inbound(
+        message_id=f"settle:{due.campaign_id}:{due.due_at.isoformat()}",
+        type="settlement.due",
+        source=Source(topics.SCHEDULE, -1, -1, str(due.campaign_id).encode(), b""),
+        actor=SCHEDULER,
+        correlation_id=None,
+        campaign_id=due.campaign_id,
+        payload=SettleCampaign(campaign_id=due.campaign_id, final=False),
     )
 
 

@@ -33,7 +33,7 @@ from uuid import UUID
 from campaign_worker.domain.commands import EndDue, StartDue
 from campaign_worker.domain.events import CampaignCreated, CampaignStatusChanged, CampaignUpdated
 from campaign_worker.domain.events import Event as CampaignEvent
-from campaign_worker.domain.model import Actor, Campaign, Role, Status, Trigger
+from campaign_worker.domain.model import Actor, BillingType, Campaign, Role, Status, Trigger
 from campaign_worker.domain.serving import (
     Hold,
     HoldSignal,
@@ -45,9 +45,12 @@ from campaign_worker.domain.settlement import (
     Account,
     ChargeRequested,
     MoneyEvent,
+    RefundReason,
     RefundRequested,
     RefundRetried,
+    RefundSucceeded,
     SpendRecorded,
+    Statement,
     StatementIssued,
     evolve_account,
     on_status_changed,
@@ -219,7 +222,8 @@ def initial_holds(batch: Batch, item: Inbound, campaign: Campaign) -> None:
 
 
 def status_money(batch: Batch, after: Campaign, change: CampaignStatusChanged) -> list[MoneyEvent]:
-    """The money events a status change causes (raises Refusal: the command is refused whole)."""
+    """The money events a status change causes (raises Refusal: the command is refused whole,
+    e.g. a penalty above what can be collected)."""
     return on_status_changed(after, batch.account(after), change, batch.now, batch.rules)
 
 
@@ -227,7 +231,8 @@ def apply_money(
     batch: Batch, item: Inbound, campaign: Campaign, events: Sequence[MoneyEvent]
 ) -> None:
     """Apply money events: account, ledger rows (with the causing message), and the charge and
-    refund requests, statements and delivery records they publish."""
+    refund requests, statements and delivery records they publish. An issued statement is
+    also emailed (`statement_issued`, spec §10), with the refund it comes with."""
     if not events:
         return
     account = batch.account(campaign)
@@ -243,6 +248,65 @@ def apply_money(
             batch.emit(item, payload, subject=campaign.id)
     batch.put_account(account)
     batch.track(campaign.id)
+    for ev in events:
+        if isinstance(ev, StatementIssued):
+            notify(batch, item, "statement_issued", campaign, statement_template_data(ev.statement))
+
+
+def statement_template_data(st: Statement) -> dict[str, Any]:
+    """The `statement_issued` email's figures (spec §6), and what they mean for the advertiser."""
+    if st.billing_type is BillingType.CARD:
+        outcome = (
+            f"{st.refund} of your card payment of {st.charged} is refunded to you."
+            if st.refund.amount > 0
+            else f"Your card payment of {st.charged} covers it; nothing is refunded."
+        )
+    else:
+        outcome = f"{st.final} is owed and will be invoiced."
+    return {
+        "statement_id": st.statement_id,
+        "billing_type": st.billing_type.value,
+        "tax_rate": f"{(st.tax_rate * 100).normalize():f}%",
+        "booked": str(st.booked),
+        "spent": str(st.spent),
+        "penalty": str(st.penalty),
+        "tax": str(st.tax),
+        "refund": str(st.refund),
+        "final": str(st.final),
+        "charged": str(st.charged),
+        "statement_outcome": outcome,
+    }
+
+
+def notify_refund_issued(
+    batch: Batch, item: Inbound, campaign: Campaign, events: Sequence[MoneyEvent]
+) -> None:
+    """`payment.refund_succeeded`: the money is back on the advertiser's card (spec §10)."""
+    account = batch.account(campaign)
+    for ev in events:
+        if isinstance(ev, RefundSucceeded):
+            refund = account.refund(ev.refund_id)
+            assert refund is not None  # record_refund_result refuses unknown refunds
+            notify(
+                batch,
+                item,
+                "refund_issued",
+                campaign,
+                {
+                    "refund_id": refund.refund_id,
+                    "amount": str(refund.amount),
+                    "refund_reason": REFUND_REASON_TEXT[refund.reason],
+                },
+            )
+
+
+REFUND_REASON_TEXT = {
+    RefundReason.REVIEW_REJECTED: "the campaign was not approved",
+    RefundReason.CANCELLED_BEFORE_APPROVAL: "the campaign was cancelled before approval",
+    RefundReason.CANCELLED_AFTER_APPROVAL: "the unused budget of the cancelled campaign",
+    RefundReason.CLOSED: "the unused budget of the ended campaign",
+    RefundReason.LATE_CHARGE: "a payment that arrived after the campaign no longer needed it",
+}
 
 
 def _money_out(campaign: Campaign, account: Account, ev: MoneyEvent) -> out.Outgoing | None:

@@ -152,6 +152,24 @@ class UnitOfWork(Protocol):
         """Store notification requests as pending rows; return those not stored before
         (unique per cause, recipient and kind)."""
 
+    async def claim_settlements(self, now: datetime, limit: int) -> list[DueSettlement]:
+        """Lock (skipping rows other transactions hold) up to `limit` closed campaigns whose
+        statement is pending and due (`Account.settle_at` at or before `now`), earliest first."""
+
+    async def relevance_peers(
+        self, product_ids: Iterable[str], min_impressions: int
+    ) -> dict[str, dict[UUID, tuple[int, int]]]:
+        """Per ad product, the campaigns with at least `min_impressions` LIVE impressions:
+        campaign id -> (LIVE impressions, LIVE clicks). One query for all the products."""
+
+
+@dataclass(frozen=True)
+class DueSettlement:
+    """A closed campaign whose settlement grace ran out (spec §6)."""
+
+    campaign_id: UUID
+    due_at: datetime
+
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self) -> UnitOfWork: ...

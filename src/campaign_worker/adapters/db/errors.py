@@ -26,7 +26,10 @@ def is_transient(error: BaseException) -> bool:
             asyncpg.exceptions.ConnectionDoesNotExistError
             | asyncpg.exceptions.InterfaceError
             | asyncpg.exceptions.CannotConnectNowError
-            | asyncpg.exceptions.PostgresConnectionError,
+            | asyncpg.exceptions.PostgresConnectionError
+            # the client's own state machine broke, e.g. a rollback racing a backend killed
+            # mid-statement: the connection is discarded and the batch retried
+            | asyncpg.exceptions.InternalClientError,
         ):
             return True
         sqlstate = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)

@@ -1,4 +1,8 @@
-"""Read-side queries for the CLI (campaign show)."""
+"""Read-side queries for the CLI (`campaign show`, `campaign statement`).
+
+Money leaves here in the currency's minor units (`1100.00 EUR`, `1100 JPY`), whatever the
+scale of the NUMERIC column it was stored in.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,10 @@ from campaign_worker.adapters.db.tables import (
 )
 from campaign_worker.adapters.db.uow import SqlUnitOfWork, row_to_campaign
 from campaign_worker.config import Settings
+from campaign_worker.domain.model import Campaign, Status
+from campaign_worker.domain.money import Money
 from campaign_worker.domain.serving import serving_verdict
+from campaign_worker.domain.settlement import Account, RefundStatus
 from campaign_worker.service.envelope import to_wire
 
 
@@ -63,10 +70,11 @@ async def load_report(engine: AsyncEngine, campaign_id: uuid.UUID) -> dict[str, 
         charge_confirmed=account is not None and account.charge_confirmed,
     )
     data = to_wire(campaign)
-    data["budget"] = f"{campaign.budget.amount} {campaign.budget.currency}"
+    data["budget"] = money_text(campaign.budget)
     data["display_status"] = verdict.display_status
     return {
         "campaign": data,
+        "waiting_for": waiting_for(campaign, account),
         "serving": {
             "serving": verdict.serving,
             "display_status": verdict.display_status,
@@ -75,10 +83,61 @@ async def load_report(engine: AsyncEngine, campaign_id: uuid.UUID) -> dict[str, 
             "suspension_reason": extras.suspension_reasons[campaign_id],
         },
         "creatives": [to_wire(c) for c in creatives_of.values()],
-        "ledger": [{k: to_wire(v) for k, v in r.items()} for r in ledger],
+        "ledger": [_ledger_row(r) for r in ledger],
         "statement": statement["document"] if statement else None,
         "refunds": [to_wire(r) for r in account.refunds] if account else [],
         "history": [{k: to_wire(v) for k, v in h.items()} for h in history],
+    }
+
+
+def money_text(money: Money) -> str:
+    """`1100.00 EUR`: the amount in the currency's minor units, then the code."""
+    wire = money.to_wire()
+    return f"{wire['amount']} {wire['currency']}"
+
+
+def _ledger_row(row: Any) -> dict[str, Any]:
+    data = {k: to_wire(v) for k, v in row.items()}
+    data["amount"] = Money(row["amount"], row["currency"]).to_wire()["amount"]
+    return data
+
+
+_CHARGE_WANTED = {Status.SUBMITTED, Status.BOOKED, Status.LIVE, Status.PAUSED}
+
+
+def waiting_for(campaign: Campaign, account: Account | None) -> dict[str, Any]:
+    """What the campaign waits for: an unconfirmed card charge, its next due start or end,
+    the statement of a closed campaign (the ad server's final report, or the settlement
+    grace), refunds not yet confirmed."""
+    charge = account.current_charge if account is not None else None
+    pending_charge = None
+    confirmed = account is not None and account.charge_confirmed
+    if charge is not None and not confirmed and campaign.status in _CHARGE_WANTED:
+        pending_charge = {"charge_id": charge.charge_id, "amount": charge.amount.to_wire()}
+    next_due = None
+    if campaign.status is Status.BOOKED:
+        next_due = {"trigger": "start", "at": to_wire(campaign.start_at)}
+    elif campaign.status in (Status.LIVE, Status.PAUSED):
+        next_due = {"trigger": "end", "at": to_wire(campaign.end_at)}
+    refunds = [
+        {
+            "refund_id": r.refund_id,
+            "amount": r.amount.to_wire(),
+            "status": r.status.value,
+            "reason": to_wire(r.reason),
+            "last_error": r.last_error,
+        }
+        for r in (account.refunds if account is not None else ())
+        if r.status is not RefundStatus.SUCCEEDED
+    ]
+    statement = None
+    if account is not None and account.settlement_pending:
+        statement = {"due_at": to_wire(account.settle_at), "or_when": "delivery.final"}
+    return {
+        "charge": pending_charge,
+        "next_due": next_due,
+        "statement": statement,
+        "refunds": refunds,
     }
 
 
@@ -87,7 +146,7 @@ async def campaign_report(settings: Settings, campaign_id: str) -> dict[str, Any
         cid = uuid.UUID(campaign_id)
     except ValueError:
         return None
-    engine = create_async_engine(settings.sqlalchemy_url)
+    engine = create_async_engine(settings.sqlalchemy_url, connect_args={"timeout": 10})
     try:
         return await load_report(engine, cid)
     finally:

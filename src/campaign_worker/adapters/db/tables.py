@@ -212,7 +212,10 @@ catalog_categories = Table(
 Index("ix_campaigns_product", campaigns.c.ad_product_id)
 
 # The money side of a campaign (spec §5-7): the account document (ledger, charges, refunds,
-# statement) is the state the rules work on ...
+# statement) is the state the rules work on; three of its fields are also columns, for the
+# queries that must not read every document: when a closed campaign's pending statement is
+# due (the scheduler's claims, spec §6) and the LIVE impressions and clicks (relevance peers,
+# spec §7) ...
 campaign_accounts = Table(
     "campaign_accounts",
     metadata,
@@ -220,6 +223,14 @@ campaign_accounts = Table(
     Column("account", JSONB, nullable=False),
     Column("version", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("settle_at", DateTime(timezone=True), nullable=True),
+    Column("live_impressions", BigInteger, nullable=False, server_default="0"),
+    Column("live_clicks", BigInteger, nullable=False, server_default="0"),
+)
+Index(
+    "ix_campaign_accounts_settle_at",
+    campaign_accounts.c.settle_at,
+    postgresql_where=campaign_accounts.c.settle_at.is_not(None),
 )
 
 # ... and every money movement is also a row of its own, with the message that caused it, so

@@ -44,6 +44,7 @@ from campaign_worker.service.envelope import OutboxMessage
 from campaign_worker.service.unit_of_work import (
     CampaignExtras,
     DeadLetterEntry,
+    DueSettlement,
     DueTrigger,
     HistoryEntry,
     InboxEntry,
@@ -521,7 +522,15 @@ GET_ACCOUNTS = (
 )
 SAVE_ACCOUNTS = _upsert(
     "campaign_accounts",
-    (("campaign_id", "uuid"), ("account", "jsonb"), ("version", "int4")),
+    (
+        ("campaign_id", "uuid"),
+        ("account", "jsonb"),
+        ("version", "int4"),
+        # when the statement is due at the latest (the settlement grace), while it waits
+        ("settle_at", "timestamptz"),
+        ("live_impressions", "int8"),
+        ("live_clicks", "int8"),
+    ),
     ("campaign_id",),
     _NOW,
 )
@@ -586,6 +595,23 @@ LIMIT $2
 FOR UPDATE OF c SKIP LOCKED
 """
 
+# Closed campaigns whose statement is due by the settlement grace, earliest first.
+CLAIM_SETTLEMENTS = """
+SELECT a.campaign_id, a.settle_at
+FROM campaign_accounts a JOIN campaigns c ON c.id = a.campaign_id
+WHERE a.settle_at IS NOT NULL AND a.settle_at <= $1
+ORDER BY a.settle_at, a.campaign_id
+LIMIT $2
+FOR UPDATE OF c SKIP LOCKED
+"""
+
+# The LIVE impressions and clicks of the campaigns of some products that have enough of them.
+RELEVANCE_PEERS = """
+SELECT c.ad_product_id, a.campaign_id, a.live_impressions, a.live_clicks
+FROM campaigns c JOIN campaign_accounts a ON a.campaign_id = c.id
+WHERE c.ad_product_id = ANY($1::text[]) AND a.live_impressions >= $2
+"""
+
 ADD_OUTBOX = _insert(
     "outbox",
     (("topic", "text"), ("key", "bytea"), ("value", "bytea"), ("headers", "jsonb")),
@@ -635,6 +661,8 @@ STATEMENTS: Mapping[str, str] = {
     "GET_CATEGORIES": GET_CATEGORIES,
     "SAVE_CATEGORIES": SAVE_CATEGORIES,
     "CLAIM_DUE": CLAIM_DUE,
+    "CLAIM_SETTLEMENTS": CLAIM_SETTLEMENTS,
+    "RELEVANCE_PEERS": RELEVANCE_PEERS,
     "ADD_OUTBOX": ADD_OUTBOX,
     "ADD_NOTIFICATIONS": ADD_NOTIFICATIONS,
 }
@@ -823,6 +851,9 @@ class SqlUnitOfWork:
             [a.campaign_id for a in accounts],
             [_dumps(dump(a)) for a in accounts],
             [a.version for a in accounts],
+            [a.settle_at if a.settlement_pending else None for a in accounts],
+            [a.live_impressions for a in accounts],
+            [a.live_clicks for a in accounts],
             now,
         )
 
@@ -981,6 +1012,23 @@ class SqlUnitOfWork:
                 new.discard(n.id)
                 stored.append(n)
         return stored
+
+    async def claim_settlements(self, now: datetime, limit: int) -> list[DueSettlement]:
+        # The campaign row is what is locked (as by claim_due and every message batch), so
+        # a tick and a batch never lock the same campaign's rows in opposite orders.
+        rows = await self.pg.fetch(CLAIM_SETTLEMENTS, now, limit)
+        return [DueSettlement(r[0], r[1]) for r in rows]
+
+    async def relevance_peers(
+        self, product_ids: Iterable[str], min_impressions: int
+    ) -> dict[str, dict[UUID, tuple[int, int]]]:
+        wanted = sorted(set(product_ids))
+        result: dict[str, dict[UUID, tuple[int, int]]] = {p: {} for p in wanted}
+        if not wanted:
+            return result
+        for r in await self.pg.fetch(RELEVANCE_PEERS, wanted, min_impressions):
+            result[r[0]][r[1]] = (r[2], r[3])
+        return result
 
 
 def _campaign_values(c: Campaign) -> tuple[Any, ...]:

@@ -19,12 +19,15 @@ class Wants:
     `campaigns` are loaded and locked (FOR UPDATE, in id order); `products` read from the
     catalog (the products of every loaded campaign are read anyway); `status_history` loads the
     statuses a campaign went through (for billing LIVE periods); `buyability` names a product
-    whose open campaigns are locked too when this message flips its `buyable` flag."""
+    whose open campaigns are locked too when this message flips its `buyable` flag;
+    `relevance_peers` names campaigns whose ad product's peers (the figures relevance is
+    judged against) are read, in one query for the whole batch."""
 
     campaigns: frozenset[UUID] = frozenset()
     products: frozenset[str] = frozenset()
     status_history: frozenset[UUID] = frozenset()
     buyability: AdProduct | None = None
+    relevance_peers: frozenset[UUID] = frozenset()
 
 
 def its_campaign(command: Any, item: Inbound) -> Wants:

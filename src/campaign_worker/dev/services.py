@@ -117,6 +117,18 @@ def free_port() -> int:
         return port
 
 
+def port_is_free(port: int) -> bool:
+    """Whether a server could listen on 127.0.0.1:port now (SO_REUSEADDR, as servers bind,
+    so that a port in TIME_WAIT from our own last run counts as free)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _once(action: Callable[[], None]) -> Callable[[], None]:
     """Make a stop action idempotent and thread-safe (handles are frozen, so no flag field)."""
     lock = threading.Lock()

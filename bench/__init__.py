@@ -1,0 +1,1 @@
+"""`make bench`: the end-to-end benchmark (throughput.py) and its naive baseline worker."""
