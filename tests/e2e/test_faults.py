@@ -23,7 +23,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from campaign_worker import devservices
+from campaign_worker.dev import services as devservices
 from tests.e2e.test_startup_order import Spawned
 from tests.support.contract import create_event, product_event
 from tests.support.kafka_io import Upstream, cloudevent

@@ -19,7 +19,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from campaign_worker import devservices
+from campaign_worker.dev import services as devservices
 from tests.e2e.test_startup_order import Spawned, _processes_a_command
 from tests.support.servers import TestPki
 

@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from campaign_worker import devservices
+from campaign_worker.dev import services as devservices
 from tests.support.contract import create_event, product_event
 from tests.support.kafka_io import Upstream
 from tests.support.servers import local_kafka
