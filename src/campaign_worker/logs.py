@@ -124,6 +124,8 @@ class JsonFormatter(logging.Formatter):
         entry.update(record_fields(record))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # a traceback the redacting filter already rewrote
+            entry["exception"] = record.exc_text
         return json.dumps(entry, default=str)
 
 

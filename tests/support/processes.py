@@ -17,17 +17,16 @@ CLI = [sys.executable, "-m", "campaign_worker.entrypoints.cli"]
 class WorkerProcess:
     def __init__(self, harness: Any, **env: str) -> None:
         self.port = free_port()
-        self.env = dict(
-            os.environ,
-            DATABASE_URL=harness.database_url,
-            KAFKA_BOOTSTRAP_SERVERS=harness.kafka,
-            CAMPAIGN_WORKER_TOPIC_PREFIX=harness.prefix,
-            CAMPAIGN_WORKER_GROUP_ID=f"cw-{harness.prefix}",
-            CAMPAIGN_WORKER_HTTP_PORT=str(self.port),
-            CAMPAIGN_WORKER_TOPIC_PARTITIONS="3",
-            CAMPAIGN_WORKER_RELAY_POLL_INTERVAL_S="0.05",
-            **env,
-        )
+        defaults = {
+            "DATABASE_URL": harness.database_url,
+            "KAFKA_BOOTSTRAP_SERVERS": harness.kafka,
+            "CAMPAIGN_WORKER_TOPIC_PREFIX": harness.prefix,
+            "CAMPAIGN_WORKER_GROUP_ID": f"cw-{harness.prefix}",
+            "CAMPAIGN_WORKER_HTTP_PORT": str(self.port),
+            "CAMPAIGN_WORKER_TOPIC_PARTITIONS": "3",
+            "CAMPAIGN_WORKER_RELAY_POLL_INTERVAL_S": "0.05",
+        }
+        self.env = {**os.environ, **defaults, **env}  # a test may override any default
         self.proc: asyncio.subprocess.Process | None = None
         self.log = bytearray()
         self._drain: asyncio.Task[None] | None = None

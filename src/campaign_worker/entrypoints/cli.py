@@ -133,7 +133,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
     importing.start()
     try:
         if "DATABASE_URL" in os.environ:
-            lines.append(f"  postgres : {os.environ['DATABASE_URL']} (from DATABASE_URL)")
+            given = re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", os.environ["DATABASE_URL"])
+            lines.append(f"  postgres : {given} (from DATABASE_URL)")
         else:
             _step(f"starting Postgres on 127.0.0.1:{ports['postgres']} (data in {data_dir})")
             pg = devservices.start_embedded_postgres(data_dir / "postgres", ports["postgres"])

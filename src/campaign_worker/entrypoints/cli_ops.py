@@ -202,7 +202,10 @@ def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
 
     async def run() -> T:
         engine = create_async_engine(
-            settings.sqlalchemy_url, pool_size=1, max_overflow=0, connect_args={"timeout": 10}
+            settings.sqlalchemy_url,
+            pool_size=1,
+            max_overflow=0,
+            connect_args={"timeout": 10, **settings.postgres_connect_args},
         )
         try:
             return await work(engine)

@@ -146,7 +146,10 @@ async def campaign_report(settings: Settings, campaign_id: str) -> dict[str, Any
         cid = uuid.UUID(campaign_id)
     except ValueError:
         return None
-    engine = create_async_engine(settings.sqlalchemy_url, connect_args={"timeout": 10})
+    engine = create_async_engine(
+        settings.sqlalchemy_url,
+        connect_args={"timeout": 10, **settings.postgres_connect_args},
+    )
     try:
         return await load_report(engine, cid)
     finally:
