@@ -99,9 +99,10 @@ async def test_offsets_moving_slower_than_the_log_grows_is_warn(harness: Harness
 
 async def test_a_steady_drain_is_never_stall_and_caught_up_is_ok(harness: Harness) -> None:
     await _topics(harness)
-    await _produce(harness, 1500)
-    # small batches: the drain lasts long enough for several looks
-    await harness.start_worker(batch_max_records=2, lag_interval_s=1.0)
+    await _produce(harness, 4000)
+    # one record per batch: the drain lasts long enough for several looks (the worker drained
+    # 1,500 records in batches of 2 within one look once its writes were batched statements)
+    await harness.start_worker(batch_max_records=1, lag_interval_s=1.0)
     looks: list[dict[str, Any]] = []
     while True:
         code, report = await _lag(harness)  # the default look: 3 samples 2 s apart
