@@ -16,10 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from campaign_worker import topics
 from campaign_worker.domain.commands import EndDue, SettleCampaign, StartDue
@@ -44,6 +44,8 @@ from campaign_worker.service.unit_of_work import (
 )
 
 log = logging.getLogger(__name__)
+
+_Due = TypeVar("_Due", DueTrigger, DueSettlement)
 
 
 @dataclass(frozen=True)
@@ -131,29 +133,32 @@ class Processor:
         their transitions in the same transaction, as system commands. Each trigger's id is
         derived from the campaign and the due instant, so the inbox makes it exactly once even
         if a tick is retried. Returns how many campaigns were claimed."""
-        started = asyncio.get_running_loop().time()
-        now = self._clock()
-        async with self._uow_factory() as uow:
-            due = await uow.claim_due(now, limit)
-            if not due:
-                return 0
-            report = await self._apply(uow, [scheduled_trigger(d) for d in due], now)
-            await uow.commit()
-        self._committed(report, started)
-        return len(due)
+        return await self._process_claimed(
+            lambda uow, now: uow.claim_due(now, limit), scheduled_trigger
+        )
 
     async def process_due_settlements(self, limit: int) -> int:
         """The scheduler's tick for statements (spec §6): claim closed campaigns whose
         settlement grace ran out (SKIP LOCKED, like `process_due`) and settle them in the same
         transaction, as system commands with ids derived from the campaign and the due
         instant. Returns how many were claimed."""
+        return await self._process_claimed(
+            lambda uow, now: uow.claim_settlements(now, limit), settlement_trigger
+        )
+
+    async def _process_claimed(
+        self,
+        claim: Callable[[UnitOfWork, datetime], Awaitable[Sequence[_Due]]],
+        as_item: Callable[[_Due], Inbound],
+    ) -> int:
+        """Claim due rows and apply them as system commands in the claiming transaction."""
         started = asyncio.get_running_loop().time()
         now = self._clock()
         async with self._uow_factory() as uow:
-            due = await uow.claim_settlements(now, limit)
+            due = await claim(uow, now)
             if not due:
                 return 0
-            report = await self._apply(uow, [settlement_trigger(d) for d in due], now)
+            report = await self._apply(uow, [as_item(d) for d in due], now)
             await uow.commit()
         self._committed(report, started)
         return len(due)
