@@ -43,6 +43,16 @@ async def wait_settlement(drv: Driver, cid: str, type_: str, count: int = 1) -> 
     return got[-1].data
 
 
+async def wait_notification(drv: Driver, cid: str, kind: str) -> None:
+    await drv.h.down.wait_for(
+        lambda r: (
+            r.type == "notification.requested"
+            and r.data.get("kind") == kind
+            and r.data.get("campaign_id") == cid
+        )
+    )
+
+
 async def wait_status(drv: Driver, cid: str, to: str) -> None:
     await drv.h.down.wait_for(
         lambda r: (
@@ -203,13 +213,7 @@ async def test_charge_failure_sets_billing_error_and_the_campaign_does_not_serve
     )
     assert got[-1].data["serving"] is False
     assert got[-1].data["display_status"] == "Billing error"
-    await drv.h.down.wait_for(
-        lambda r: (
-            r.type == "notification.requested"
-            and r.data.get("kind") == "billing_error"
-            and r.data.get("campaign_id") == cid
-        )
-    )
+    await wait_notification(drv, cid, "billing_error")
     # a later success clears the hold
     await drv.send(
         "payment.charge_succeeded",
@@ -340,26 +344,14 @@ async def test_statement_waits_for_delivery_final_and_the_last_hour_is_billable(
     shown = capsys.readouterr().out
     assert "not billable: after_settlement" in shown and "delivery_after_settlement" in shown
     # the statement email went out with its event; the refund email follows its success
-    await drv.h.down.wait_for(
-        lambda r: (
-            r.type == "notification.requested"
-            and r.data.get("kind") == "statement_issued"
-            and r.data.get("campaign_id") == cid
-        )
-    )
+    await wait_notification(drv, cid, "statement_issued")
     await drv.send(
         "payment.refund_succeeded",
         cid,
         {"refund_id": refund["refund_id"], "amount": refund["amount"]},
         as_="system",
     )
-    await drv.h.down.wait_for(
-        lambda r: (
-            r.type == "notification.requested"
-            and r.data.get("kind") == "refund_issued"
-            and r.data.get("campaign_id") == cid
-        )
-    )
+    await wait_notification(drv, cid, "refund_issued")
     assert requested_kinds(drv, cid).count("statement_issued") == 1
 
 
