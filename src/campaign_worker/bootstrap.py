@@ -358,6 +358,7 @@ def build_worker(settings: Settings) -> Worker:
         observer=metrics,
         on_commit=committed,
         rules=money_rules(settings),
+        publish_state=settings.publish_state,
     )
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,

@@ -228,6 +228,14 @@ class Settings(BaseSettings):
     vat_rate: Decimal = Field(
         Decimal("0.10"), ge=0, le=1, validation_alias=_env("CAMPAIGN_WORKER_VAT_RATE")
     )
+    publish_state: bool = Field(
+        True,
+        validation_alias=_env("CAMPAIGN_WORKER_PUBLISH_STATE"),
+        description=(
+            "Write each changed campaign's whole state to the compacted campaign.state topic "
+            "(off only to measure what that record costs: subscribers rely on it)."
+        ),
+    )
     lag_interval_s: float = Field(
         10.0,
         gt=0,

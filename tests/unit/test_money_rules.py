@@ -104,7 +104,11 @@ class World:
 
     def caused_by(self, message_id: str) -> list[dict[str, Any]]:
         bodies = [json.loads(m.value) for m in self.store.outbox]
-        return [b for b in bodies if b.get("causationid") == message_id]
+        return [
+            b
+            for b in bodies
+            if b.get("causationid") == message_id and b["type"] != "campaign.state"
+        ]
 
     def emails(self, kind: str, cid: str) -> list[Any]:
         return [

@@ -96,6 +96,40 @@ SAMPLES: dict[str, list[out.Outgoing]] = {
             CID, "st-1", BillingType.CARD, EUR, EUR, EUR, EUR, EUR, EUR, "0.10", EUR
         )
     ],
+    "campaign.state": [
+        out.CampaignState(
+            CID,
+            4,
+            Status.LIVE,
+            "Running",
+            True,
+            [],
+            SCHEDULE,
+            EUR,
+            BillingType.MANUAL,
+            Money.zero("EUR"),
+            "display-standard",
+            "adv-1",
+            [out.StateCreative("cr-1", "APPROVED", "banner-300x250")],
+            NOW,
+        ),
+        out.CampaignState(
+            CID,
+            9,
+            Status.CLOSED,
+            "Completed",
+            False,
+            ["no_approved_creatives"],
+            out.Schedule(NOW, datetime(2030, 2, 1, tzinfo=UTC), None),
+            EUR,
+            BillingType.CARD,
+            EUR,
+            "display-standard",
+            "adv-1",
+            [],
+            NOW,
+        ),
+    ],
     "dlq.dead_lettered": [
         out.DeadLettered(
             "AA==", "not_json", "bad", "p.campaign.commands", 0, 4, (("h", "AA=="),), "aw=="

@@ -209,6 +209,45 @@ class CommandRejected(Out):
     campaign_id: CampaignId | None = Field(None, description="The campaign, when there is one.")
 
 
+# ---------------------------------------------------------------- campaign.state
+
+
+class StateCreativeOut(Out):
+    """A creative of the campaign (deleted creatives are left out), ordered by id."""
+
+    creative_id: str
+    status: str = Field(
+        examples=["APPROVED"], description="UNDER_REVIEW, APPROVED, REJECTED or PAUSED."
+    )
+    ad_unit_id: str
+
+
+class CampaignState(Out):
+    """`campaign.state`: the whole current state of one campaign, one record per change,
+    keyed by campaign id on a compacted topic: read from the beginning, the latest record
+    per key is the campaign's state now. `version` only grows per campaign; a subscriber
+    drops a record whose version is not higher than the one it holds (the relay may
+    publish a record again after a crash, and `state republish` re-sends current ones)."""
+
+    campaign_id: CampaignId
+    version: int = Field(ge=1, description="Campaign version of this state.")
+    status: Status
+    display_status: str = Field(examples=["Running"])
+    serving: bool = Field(description="True when the ad server may deliver the campaign now.")
+    holds: list[str] = Field(
+        description="Why it is held (empty when serving), as in campaign.serving_changed.",
+        examples=[["no_approved_creatives"]],
+    )
+    schedule: ScheduleOut
+    budget: MoneyOut
+    billing_type: BillingType
+    spent_total: MoneyOut = Field(description="Billable spend so far.")
+    ad_product_id: str
+    advertiser_id: str
+    creatives: list[StateCreativeOut]
+    updated_at: AwareDatetime = Field(description="When this state was reached (RFC 3339).")
+
+
 # ---------------------------------------------------------------- campaign.notifications
 
 NotificationKind = Literal[
@@ -377,6 +416,7 @@ OUTBOUND_TYPES: dict[str, OutboundType] = {
         OutboundType(
             type="dlq.dead_lettered", topic=topics.DLQ, data=DeadLettered, campaign_scoped=False
         ),
+        OutboundType(type="campaign.state", topic=topics.STATE, data=CampaignState),
     )
 }
 
@@ -396,7 +436,9 @@ class OutgoingEnvelope(BaseModel):
     time: AwareDatetime = Field(description="When the worker produced it (RFC 3339).")
     datacontenttype: Literal["application/json"]
     causationid: str | None = Field(
-        None, description="Id of the message that caused this one (absent on dead letters)."
+        None,
+        description="Id of the message that caused this one (absent on dead letters and on "
+        "campaign.state records that `state republish` wrote).",
     )
     correlationid: str | None = Field(None, description="Copied from the causing message.")
     data: dict[str, Any]

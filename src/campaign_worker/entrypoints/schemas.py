@@ -41,6 +41,10 @@ TOPIC_DOC = {
     topics.NOTIFICATIONS: "One message per notification (also sent as email).",
     topics.SETTLEMENTS: "Charge and refund requests, statements.",
     topics.DLQ: "Messages the worker could not understand, with the original bytes.",
+    topics.STATE: (
+        "Compacted (cleanup.policy=compact), keyed by campaign id: the whole current state "
+        "of each campaign, latest record wins."
+    ),
 }
 
 

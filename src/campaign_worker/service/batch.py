@@ -92,12 +92,25 @@ class Outputs:
 class Batch:
     """The state a batch works on and everything it produces, written in one transaction."""
 
-    def __init__(self, now: datetime, state: State, rules: MoneyRules = DEFAULT_RULES) -> None:
+    def __init__(
+        self,
+        now: datetime,
+        state: State,
+        rules: MoneyRules = DEFAULT_RULES,
+        *,
+        publish_state: bool = True,
+    ) -> None:
         self.now = now
         self.state = state
         self.rules = rules
+        self.publish_state = publish_state
         self.changes = Changes()
         self.out = Outputs()
+        # the version each campaign was loaded at (a campaign's state record needs a higher
+        # one), and per changed campaign the message that last changed it
+        self._loaded_versions = {cid: c.version for cid, c in state.campaigns.items()}
+        self._current: Inbound | None = None
+        self._causes: dict[UUID, Inbound] = {}
         self._notification_ids: set[UUID] = set()
         # the serving verdict last published per campaign, and the campaigns the current
         # message touches (see track / flush_serving)
@@ -145,9 +158,15 @@ class Batch:
 
     # ------------------------------------------------------------ changing
 
+    def begin(self, item: Inbound) -> None:
+        """The processor is about to apply `item`: what changes now, it caused."""
+        self._current = item
+
     def put_campaign(self, campaign: Campaign) -> None:
         self.state.campaigns[campaign.id] = campaign
         self.changes.campaigns.add(campaign.id)
+        if self._current is not None:
+            self._causes[campaign.id] = self._current
 
     def bump(self, campaign_id: UUID) -> Campaign:
         """A change to the campaign's parts (creatives, holds) is a new campaign version."""
@@ -170,8 +189,20 @@ class Batch:
         self.changes.holds.add(campaign_id)
 
     def put_account(self, account: Account) -> None:
+        before = self.state.accounts.get(account.campaign_id)
         self.state.accounts[account.campaign_id] = account
         self.changes.accounts.add(account.campaign_id)
+        if _state_facets(before) != _state_facets(account):
+            # spend and the charge are part of the campaign's state: a new version, so that
+            # the state record of this change is newer than the last one
+            self._bump_once(account.campaign_id)
+
+    def _bump_once(self, campaign_id: UUID) -> None:
+        """Bump the campaign's version unless this batch already did (or created it)."""
+        loaded = self._loaded_versions.get(campaign_id)
+        campaign = self.state.campaigns.get(campaign_id)
+        if loaded is not None and campaign is not None and campaign.version <= loaded:
+            self.bump(campaign_id)
 
     def put_product(self, product: AdProduct) -> None:
         self.state.products[product.id] = product
@@ -288,10 +319,44 @@ class Batch:
                 )
         self._tracked.clear()
 
+    # ------------------------------------------------------------ campaign.state
+
+    def state_of(self, campaign: Campaign, updated_at: datetime) -> out.CampaignState:
+        """The whole current state of `campaign` as the batch holds it."""
+        account = self.state.accounts.get(campaign.id)
+        return out.CampaignState.of(
+            campaign,
+            self.state.creatives.get(campaign.id, {}).values(),
+            self.verdict_of(campaign),
+            account.ledger.spent if account is not None else None,
+            updated_at,
+        )
+
+    def finish_states(self) -> None:
+        """Every changed campaign gets a version above the one it was loaded at and (when
+        the state topic is on) one `campaign.state` record of its state after the batch,
+        caused by the message that changed it last."""
+        for cid in sorted(self.changes.campaigns):
+            self._bump_once(cid)
+            if not self.publish_state:
+                continue
+            cause = self._causes.get(cid)
+            self.out.outbox.append(
+                out.to_outbox(
+                    self.state_of(self.state.campaigns[cid], self.now),
+                    subject=str(cid),
+                    now=self.now,
+                    causation_id=cause.message_id if cause is not None else None,
+                    correlation_id=cause.correlation_id if cause is not None else None,
+                )
+            )
+
     # ------------------------------------------------------------ writing back
 
     async def write(self, uow: UnitOfWork) -> None:
-        """Write every change and every produced row in the unit of work's transaction."""
+        """Write every change and every produced row in the unit of work's transaction (the
+        changed campaigns' state records first: `finish_states`)."""
+        self.finish_states()
         s, c, o, now = self.state, self.changes, self.out, self.now
         await uow.save_products([s.products[k] for k in sorted(c.products)], now)
         await uow.save_campaigns([s.campaigns[k] for k in sorted(c.campaigns)], now)
@@ -308,3 +373,11 @@ class Batch:
         for n in await uow.add_notifications(o.notifications):
             o.outbox.append(out.notification_requested(n, now))
         await uow.add_outbox(o.outbox)
+
+
+def _state_facets(account: Account | None) -> tuple[object, bool]:
+    """What of an account the campaign's state record shows: billable spend, and whether
+    the current charge is confirmed (it decides the display status)."""
+    if account is None:
+        return (0, False)
+    return (account.ledger.spent.amount, account.charge_confirmed)

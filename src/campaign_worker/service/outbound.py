@@ -16,7 +16,7 @@ in RFC 3339 UTC, enums as their values. Optional fields that the contract marks 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -24,8 +24,9 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from campaign_worker import topics
-from campaign_worker.domain.model import Actor, BillingType, Campaign, Status
+from campaign_worker.domain.model import Actor, BillingType, Campaign, Creative, Status
 from campaign_worker.domain.money import Money
+from campaign_worker.domain.serving import Verdict
 from campaign_worker.service.envelope import CONTENT_TYPE, OutboxMessage, event, to_wire
 from campaign_worker.service.unit_of_work import NotificationRequest
 
@@ -294,6 +295,97 @@ class CommandRejected(Outgoing):
         }
 
 
+# ---------------------------------------------------------------- campaign.state
+
+
+@dataclass(frozen=True, slots=True)
+class StateCreative:
+    """A creative as the campaign's state shows it (deleted creatives are left out)."""
+
+    creative_id: str
+    status: str
+    ad_unit_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignState(Outgoing):
+    """The whole current state of one campaign, the latest record per campaign id winning on
+    the compacted `campaign.state` topic. `version` grows with every change the record
+    shows (the campaign's own fields, its creatives, holds, spend and charge), so a
+    subscriber drops a record whose version is not higher than the one it holds."""
+
+    TYPE = "campaign.state"
+    TOPIC = topics.STATE
+
+    campaign_id: UUID
+    version: int
+    status: Status
+    display_status: str
+    serving: bool
+    holds: Sequence[str]
+    schedule: Schedule
+    budget: Money
+    billing_type: BillingType
+    spent_total: Money
+    ad_product_id: str
+    advertiser_id: str
+    creatives: Sequence[StateCreative]
+    updated_at: datetime
+
+    @classmethod
+    def of(
+        cls,
+        campaign: Campaign,
+        creatives: Iterable[Creative],
+        verdict: Verdict,
+        spent: Money | None,
+        updated_at: datetime,
+    ) -> CampaignState:
+        """The state of `campaign` with its creatives (tombstones included: they are left
+        out here), its serving verdict and its billable spend so far (None: nothing spent)."""
+        return cls(
+            campaign_id=campaign.id,
+            version=campaign.version,
+            status=campaign.status,
+            display_status=verdict.display_status,
+            serving=verdict.serving,
+            holds=[h.value for h in verdict.holds],
+            schedule=Schedule.of(campaign),
+            budget=campaign.budget,
+            billing_type=campaign.billing_type,
+            spent_total=spent if spent is not None else Money.zero(campaign.budget.currency),
+            ad_product_id=campaign.ad_product_id,
+            advertiser_id=campaign.advertiser_id,
+            creatives=[
+                StateCreative(c.id, c.status.value, c.ad_unit_id)
+                for c in sorted(creatives, key=lambda c: c.id)
+                if not c.deleted
+            ],
+            updated_at=updated_at,
+        )
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "campaign_id": str(self.campaign_id),
+            "version": self.version,
+            "status": self.status.value,
+            "display_status": self.display_status,
+            "serving": self.serving,
+            "holds": list(self.holds),
+            "schedule": self.schedule.data(),
+            "budget": _money(self.budget),
+            "billing_type": self.billing_type.value,
+            "spent_total": _money(self.spent_total),
+            "ad_product_id": self.ad_product_id,
+            "advertiser_id": self.advertiser_id,
+            "creatives": [
+                {"creative_id": c.creative_id, "status": c.status, "ad_unit_id": c.ad_unit_id}
+                for c in self.creatives
+            ],
+            "updated_at": to_wire(self.updated_at),
+        }
+
+
 # ---------------------------------------------------------------- campaign.notifications
 
 
@@ -469,6 +561,7 @@ OUTGOING: Mapping[str, type[Outgoing]] = {
         RefundRequested,
         StatementIssued,
         DeadLettered,
+        CampaignState,
     )
 }
 

@@ -107,9 +107,11 @@ class Processor:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_commit: Callable[[], None] = lambda: None,
         rules: MoneyRules = DEFAULT_RULES,
+        publish_state: bool = True,
     ) -> None:
         check_routes()  # a command without a handler stops the worker here, not on a message
         self._rules = rules
+        self._publish_state = publish_state
         self._uow_factory = uow_factory
         self._physical_topic = physical_topic
         self._is_transient = is_transient
@@ -204,7 +206,9 @@ class Processor:
                 else:
                     duplicates.append(i)
 
-        batch = Batch(now, await self._load(uow, fresh), self._rules)
+        batch = Batch(
+            now, await self._load(uow, fresh), self._rules, publish_state=self._publish_state
+        )
         applied: list[Inbound] = []
         rejected: list[tuple[Inbound, str]] = []
         # Kafka orders nothing across topics; reference data that arrived in the same
@@ -216,6 +220,7 @@ class Processor:
                 route = ROUTES[type(item.payload)]
                 if route.ends_first:
                     self._end_if_due(batch, item)
+                batch.begin(item)
                 try:
                     route.handle(batch, item, item.payload)
                 except Refusal as raised:
@@ -272,6 +277,7 @@ class Processor:
             return
         trigger = scheduled_trigger(DueTrigger(campaign.id, "end", campaign.end_at))
         assert trigger.payload is not None
+        batch.begin(trigger)
         ROUTES[type(trigger.payload)].handle(batch, trigger, trigger.payload)
         batch.flush_serving(trigger)
 
