@@ -83,9 +83,7 @@ def processor(store: Store, **kw: Any) -> Processor:
 
 def types(store: Store) -> list[str]:
     """The outgoing types but the campaign.state records (their own tests below)."""
-    return [
-        t for m in store.outbox if (t := json.loads(m.value)["type"]) != "campaign.state"
-    ]
+    return [t for m in store.outbox if (t := json.loads(m.value)["type"]) != "campaign.state"]
 
 
 async def test_same_message_twice_is_processed_once() -> None:

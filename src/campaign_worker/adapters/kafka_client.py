@@ -9,6 +9,7 @@ import ssl
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.errors import (
     AuthenticationFailedError,
@@ -26,6 +27,7 @@ from faststream.security import (
     SASLScram512,
 )
 
+from campaign_worker import topics
 from campaign_worker.config import Settings
 
 log = logging.getLogger(__name__)
@@ -86,8 +88,14 @@ def faststream_security(settings: Settings) -> BaseSecurity | None:
     )
 
 
+COMPACT = {"cleanup.policy": "compact"}
+
+
 async def ensure_topics(settings: Settings, names: list[str]) -> list[str]:
-    """Create the worker's topics when missing; return the ones created."""
+    """Create the worker's topics when missing (the compacted ones with
+    `cleanup.policy=compact`); return the ones created. A compacted topic that exists with
+    another policy is left as it is, with a warning: its old records would expire."""
+    compacted = {settings.topic(t) for t in topics.COMPACTED}
     admin = AIOKafkaAdminClient(**client_kwargs(settings))
     await admin.start()
     try:
@@ -105,6 +113,7 @@ async def ensure_topics(settings: Settings, names: list[str]) -> list[str]:
                             n,
                             num_partitions=settings.topic_partitions,
                             replication_factor=replication,
+                            topic_configs=dict(COMPACT) if n in compacted else None,
                         )
                         for n in missing
                     ]
@@ -112,9 +121,45 @@ async def ensure_topics(settings: Settings, names: list[str]) -> list[str]:
             except TopicAlreadyExistsError:
                 pass  # another replica was quicker
             log.info("created topics %s", ", ".join(missing))
+        present = sorted(n for n in names if n in compacted and n in existing)
+        if present:
+            await _warn_unless_compacted(admin, present)
         return missing
     finally:
         await admin.close()
+
+
+async def topic_policies(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, str]:
+    """`cleanup.policy` of each named topic (as the broker reports it)."""
+    responses = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, n, {"cleanup.policy": None}) for n in names]
+    )
+    policies: dict[str, str] = {}
+    for response in responses:
+        for _code, _message, _type, name, entries in response.resources:
+            for entry in entries:
+                if entry[0] == "cleanup.policy":
+                    policies[name] = entry[1]
+    return policies
+
+
+async def _warn_unless_compacted(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    try:
+        policies = await topic_policies(admin, names)
+    except KafkaError as error:  # the broker may refuse DescribeConfigs (ACLs): not fatal
+        log.info("could not read the cleanup.policy of %s: %s", ", ".join(names), error)
+        return
+    for name in names:
+        policy = policies.get(name)
+        if policy is not None and "compact" not in policy:
+            log.warning(
+                "topic %s has cleanup.policy=%s, not compact: records older than its retention "
+                "are deleted, and a subscriber reading it from the beginning misses the "
+                "campaigns that did not change since (set it with kafka-configs.sh "
+                "--alter --add-config cleanup.policy=compact)",
+                name,
+                policy,
+            )
 
 
 def describe_error(error: BaseException) -> str:

@@ -18,6 +18,8 @@ import base64
 import json
 import os
 import re
+import sys
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -331,7 +333,8 @@ def cmd_events_tail(args: argparse.Namespace) -> int:
     from campaign_worker.adapters.kafka_client import client_kwargs
 
     settings = load_settings()
-    wanted = args.topic or list(topics.OUTBOUND)
+    # campaign.state repeats every change as a whole state: followed only when asked for
+    wanted = args.topic or [t for t in topics.OUTBOUND if t not in topics.COMPACTED]
     unknown = [t for t in wanted if t not in topics.OUTBOUND + topics.INBOUND]
     if unknown:
         raise CliError(
@@ -512,6 +515,84 @@ def cmd_dlq_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------ state
+
+
+def cmd_state_republish(args: argparse.Namespace) -> int:
+    """Write the current state of campaigns to campaign.state through the outbox."""
+    from tqdm import tqdm
+
+    from campaign_worker.adapters.db.republish import (
+        Progress,
+        republish_all,
+        republish_campaigns,
+    )
+
+    if args.batch_size < 1:
+        raise CliError("--batch-size must be at least 1")
+    if args.restart and not args.all:
+        raise CliError("--restart goes with --all")
+    settings = load_settings()
+    if args.campaign:
+        ids = [uuid.UUID(_campaign_id(c)) for c in args.campaign]
+        result = _with_engine(
+            settings, lambda e: republish_campaigns(e, ids, batch_size=args.batch_size)
+        )
+        for missing in result.missing:
+            print(f"campaign {missing} not found", file=sys.stderr)
+        print(
+            f"wrote the state of {result.written} campaign(s) to the outbox; the worker's "
+            f"relay publishes them on {settings.topic(topics.STATE)}"
+        )
+        return EXIT_NOT_OK if result.missing else 0
+
+    bar = tqdm(
+        total=0,
+        unit="campaign",
+        desc="state republish",
+        file=sys.stderr,
+        disable=args.quiet,
+        mininterval=1.0,
+    )
+
+    def progress(p: Progress) -> None:
+        bar.total = p.total
+        bar.n = p.written
+        bar.set_postfix_str(f"after {p.last_id}" if p.last_id else "", refresh=False)
+        bar.refresh()
+
+    try:
+        result = _with_engine(
+            settings,
+            lambda e: republish_all(
+                e, batch_size=args.batch_size, restart=args.restart, on_progress=progress
+            ),
+        )
+    except KeyboardInterrupt:
+        bar.close()
+        print(
+            "interrupted: the batches written so far are committed; run the same command "
+            "again to go on after the last one (--restart starts over)",
+            file=sys.stderr,
+        )
+        return 130
+    bar.close()
+    if result.resumed_from is not None:
+        print(f"resumed after campaign {result.resumed_from} (an earlier run was interrupted)")
+    print(
+        f"wrote the state of {result.written} campaign(s) to the outbox; the worker's relay "
+        f"publishes them on {settings.topic(topics.STATE)}"
+    )
+    return 0
+
+
+def _campaign_id(text: str) -> str:
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise CliError(f"{text!r} is not a campaign id (a UUID)") from None
+
+
 # ------------------------------------------------------------------------------------ schemas
 
 
@@ -593,7 +674,7 @@ def register(sub: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
     tail.add_argument(
         "--topic",
         action="append",
-        help="contract topic name (repeatable); default: the four outgoing topics",
+        help="contract topic name (repeatable); default: the outgoing topics but campaign.state",
     )
     tail.add_argument(
         "--type",
@@ -629,6 +710,35 @@ def register(sub: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
     replay.add_argument("id", type=int, help="the dead letter's id (from `dlq list`)")
     replay.add_argument("--force", action="store_true", help="replay again after a first replay")
     replay.set_defaults(func=cmd_dlq_replay)
+
+    state = add(sub, "state", help="the campaign.state topic: republish")
+    state_sub = state.add_subparsers(dest="state_command", required=True, metavar="COMMAND")
+    rep = add(
+        state_sub,
+        "republish",
+        help="write the current state of campaigns to campaign.state (through the outbox)",
+        description="Write the current state of the chosen campaigns as campaign.state "
+        "records through the outbox (the running worker's relay publishes them): to fill a "
+        "new or emptied state topic, or after a repair. In bounded batches, one transaction "
+        "each; --all resumes an interrupted run after the last batch it committed.",
+    )
+    which = rep.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--campaign", action="append", metavar="ID", help="this campaign (repeatable)"
+    )
+    which.add_argument("--all", action="store_true", help="every campaign, in id order")
+    rep.add_argument(
+        "--batch-size",
+        type=int,
+        default=500,
+        metavar="N",
+        help="campaigns per transaction (default 500)",
+    )
+    rep.add_argument(
+        "--restart", action="store_true", help="with --all: start over, not after the last run"
+    )
+    rep.add_argument("--quiet", action="store_true", help="no progress bar")
+    rep.set_defaults(func=cmd_state_republish)
 
     sch = add(sub, "schemas", help="JSON Schemas and AsyncAPI document of the contract")
     mode = sch.add_mutually_exclusive_group()

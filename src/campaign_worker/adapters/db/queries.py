@@ -25,6 +25,7 @@ from campaign_worker.domain.money import Money
 from campaign_worker.domain.serving import serving_verdict
 from campaign_worker.domain.settlement import Account, RefundStatus
 from campaign_worker.service.envelope import to_wire
+from campaign_worker.service.outbound import CampaignState
 
 
 async def load_report(engine: AsyncEngine, campaign_id: uuid.UUID) -> dict[str, Any] | None:
@@ -72,8 +73,17 @@ async def load_report(engine: AsyncEngine, campaign_id: uuid.UUID) -> dict[str, 
     data = to_wire(campaign)
     data["budget"] = money_text(campaign.budget)
     data["display_status"] = verdict.display_status
+    state = CampaignState.of(
+        campaign,
+        creatives_of.values(),
+        verdict,
+        account.ledger.spent if account is not None else None,
+        row.updated_at,
+    )
     return {
         "campaign": data,
+        # what the latest campaign.state record of this campaign holds
+        "state": state.data(),
         "waiting_for": waiting_for(campaign, account),
         "serving": {
             "serving": verdict.serving,

@@ -260,3 +260,15 @@ statements = Table(
     Column("document", JSONB, nullable=False),
     Column("issued_at", DateTime(timezone=True), nullable=False),
 )
+
+# Where an interrupted `state republish --all` goes on from (migration 0008): removed when the
+# job completes.
+state_republish = Table(
+    "state_republish",
+    metadata,
+    Column("job", Text, primary_key=True),
+    Column("after_id", UUID(as_uuid=True), nullable=False),
+    Column("written", BigInteger, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
