@@ -385,6 +385,8 @@ def _server_properties(workdir: Path, port: int, controller_port: int) -> str:
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
+        # the state topic's compaction test waits for the cleaner: look every second
+        "log.cleaner.backoff.ms": "1000",
     }
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
