@@ -19,6 +19,7 @@ import json
 import os
 import re
 import sys
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -546,20 +547,30 @@ def cmd_state_republish(args: argparse.Namespace) -> int:
         )
         return EXIT_NOT_OK if result.missing else 0
 
+    # a bar on a terminal; plain lines (at most one per 2 s, and the last) anywhere else
     bar = tqdm(
         total=0,
-        unit="campaign",
+        unit=" campaigns",
         desc="state republish",
         file=sys.stderr,
-        disable=args.quiet,
+        disable=args.quiet or not sys.stderr.isatty(),
         mininterval=1.0,
     )
+    last_line = [0.0]
 
     def progress(p: Progress) -> None:
-        bar.total = p.total
-        bar.n = p.written
-        bar.set_postfix_str(f"after {p.last_id}" if p.last_id else "", refresh=False)
-        bar.refresh()
+        if not bar.disable:
+            bar.total = p.total
+            bar.n = p.written
+            bar.set_postfix_str(f"after {p.last_id}" if p.last_id else "", refresh=False)
+            bar.refresh()
+            return
+        now = time.monotonic()
+        if args.quiet or (now - last_line[0] < 2.0 and p.written < p.total):
+            return
+        last_line[0] = now
+        after = f" (after {p.last_id})" if p.last_id else ""
+        print(f"state republish: {p.written}/{p.total} campaigns{after}", file=sys.stderr)
 
     try:
         result = _with_engine(

@@ -87,6 +87,14 @@ def outbound_schema(spec: out.OutboundType) -> dict[str, Any]:
     return _document(model, spec.type, f"Published on `{spec.topic}`. {_doc(spec.data)}")
 
 
+def _topic_binding(topic: str) -> dict[str, Any]:
+    """The Kafka channel binding: the compacted topics say so in their topic configuration."""
+    binding: dict[str, Any] = {"bindingVersion": "0.5.0"}
+    if topic in topics.COMPACTED:
+        binding["topicConfiguration"] = {"cleanup.policy": ["compact"]}
+    return binding
+
+
 def asyncapi() -> dict[str, Any]:
     """AsyncAPI 3.0: channels per topic, receive/send operations, a message per type."""
     channels: dict[str, Any] = {}
@@ -108,7 +116,7 @@ def asyncapi() -> dict[str, Any]:
             "description": TOPIC_DOC[topic] + " The physical name carries "
             "CAMPAIGN_WORKER_TOPIC_PREFIX in front.",
             "messages": {t: {"$ref": f"#/components/messages/{t}"} for t, _, _ in entries},
-            "bindings": {"kafka": {"bindingVersion": "0.5.0"}},
+            "bindings": {"kafka": _topic_binding(topic)},
         }
         for type_name, path, doc in entries:
             messages[type_name] = {
