@@ -157,9 +157,9 @@ class Run:
             logs = "\n---\n".join(w.text[-3000:] for w in self.workers)
             raise AssertionError(f"{error}; processed {await self.processed()}\n{logs}") from None
 
-    async def published(self) -> list[dict[str, Any]]:
+    async def published(self, topics: tuple[str, ...] = OUTBOUND) -> list[dict[str, Any]]:
         consumer = AIOKafkaConsumer(
-            *[f"{self.prefix}{t}" for t in OUTBOUND],
+            *[f"{self.prefix}{t}" for t in topics],
             bootstrap_servers=self.rig.kafka.bootstrap,
             auto_offset_reset="earliest",
             group_id=None,
@@ -195,14 +195,25 @@ class Run:
                 " FROM campaign_history WHERE campaign_id = ANY($1::uuid[])",
                 list(subjects),
             )
-            statuses = Counter(
-                r["status"]
-                for r in await conn.fetch(
-                    "SELECT status FROM campaigns WHERE id = ANY($1::uuid[])", list(subjects)
-                )
+            rows = await conn.fetch(
+                "SELECT id::text AS cid, status, version FROM campaigns WHERE id = ANY($1::uuid[])",
+                list(subjects),
             )
         finally:
             await conn.close()
+        statuses = Counter(r["status"] for r in rows)
+        stored = {r["cid"]: (r["status"], r["version"]) for r in rows}
+        # the state topic: the latest record per campaign is what the database holds, and no
+        # record is of a version the database never reached
+        latest: dict[str, tuple[str, int]] = {}
+        ahead = 0
+        for e in await self.published(("campaign.state",)):
+            cid, version = e["subject"], e["data"]["version"]
+            if cid not in stored:
+                continue
+            ahead += version > stored[cid][1]
+            if cid not in latest or version >= latest[cid][1]:
+                latest[cid] = (e["data"]["status"], version)
         events = [e for e in await self.published() if e.get("subject") in subjects]
         distinct = {e["id"]: e for e in events}
         causes = Counter((e.get("causationid"), e["type"]) for e in distinct.values())
@@ -222,6 +233,10 @@ class Run:
             "doubled_applications": sum(n - 1 for n in applied.values() if n > 1),
             "doubled_events": sum(n - 1 for n in causes.values() if n > 1),
             "final_cancelled": statuses.get("CANCELLED", 0),
+            "state_records_differing_from_db": sum(
+                1 for cid in stored if latest.get(cid) != stored[cid]
+            )
+            + ahead,
             "seconds": round(elapsed, 1),
         }
         print(f"\nFAULT FIGURES {json.dumps(figures)}", flush=True)
@@ -232,6 +247,7 @@ class Run:
         assert figures["campaigns_created"] == CAMPAIGNS, figures
         assert figures["transitions_applied"] == 2 * CAMPAIGNS, figures  # T1, T10
         assert figures["final_cancelled"] == CAMPAIGNS, figures
+        assert figures["state_records_differing_from_db"] == 0, figures
         return figures
 
 
