@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -62,25 +61,6 @@ def database_address(settings: Settings) -> str:
     """host:port/db of DATABASE_URL, without the credentials (for log lines)."""
     parts = urlsplit(settings.database_url)
     return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
-
-
-@contextlib.contextmanager
-def _libpq_tls_environment(settings: Settings) -> Iterator[None]:
-    """The TLS files of DATABASE_URL as libpq's PGSSL* variables, which asyncpg honours, for
-    code that builds its engine from the URL alone (the Alembic environment)."""
-    names = {"sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY"}
-    saved = {env: os.environ.get(env) for env in names.values()}
-    for param, path in settings.postgres_tls.items():
-        if param in names:
-            os.environ[names[param]] = path
-    try:
-        yield
-    finally:
-        for env, value in saved.items():
-            if value is None:
-                os.environ.pop(env, None)
-            else:
-                os.environ[env] = value
 
 
 @dataclass
@@ -191,8 +171,9 @@ class Worker:
 
     async def _migrate(self) -> None:
         log.info("migrating the database schema")
-        with _libpq_tls_environment(self.settings):
-            await upgrade(self.settings.sqlalchemy_url)
+        await upgrade(
+            self.settings.sqlalchemy_url, connect_args=self.settings.postgres_connect_args
+        )
 
     async def _kafka_answers(self) -> None:
         await probe(self.settings)

@@ -21,6 +21,7 @@ import pytest
 
 from campaign_worker.dev import services as devservices
 from tests.e2e.test_startup_order import Spawned, _processes_a_command
+from tests.support.ops import CLI
 from tests.support.servers import TestPki
 
 pytestmark = pytest.mark.e2e
@@ -158,3 +159,36 @@ async def test_untrusted_server_certificate_keeps_the_worker_waiting(
     finally:
         worker.kill()
     assert "Traceback" not in worker.text
+
+
+async def test_migrate_command_verifies_the_server_like_the_worker(
+    tls_postgres: TlsPostgres, tmp_path: Path
+) -> None:
+    """`campaign-worker migrate` takes DATABASE_URL's TLS parameters too: with the test CA it
+    migrates over verified TLS, with a CA that did not sign the server it refuses (one line,
+    exit 3)."""
+    pg = tls_postgres
+    secret = tmp_path / "pg-password"
+    secret.write_text(pg.password + "\n")
+    stranger = TestPki(tmp_path / "other-pki")
+
+    def migrate(ca: Path) -> subprocess.CompletedProcess[str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("PGSSL", "DATABASE_", "CAMPAIGN_WORKER_"))
+        }
+        env["DATABASE_URL"] = pg.url(sslmode="verify-full", sslrootcert=str(ca))
+        env["DATABASE_PASSWORD_FILE"] = str(secret)
+        return subprocess.run(
+            [*CLI, "migrate"], env=env, capture_output=True, text=True, timeout=120
+        )
+
+    refused = await asyncio.to_thread(migrate, stranger.ca)
+    assert refused.returncode == 3, (refused.stdout, refused.stderr)
+    assert "certificate" in refused.stderr.lower(), refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    done = await asyncio.to_thread(migrate, pg.pki.ca)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "database migrated to head" in done.stdout
+    assert pg.password not in done.stdout + done.stderr + refused.stdout + refused.stderr

@@ -74,7 +74,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     settings = load_settings(dev=False)
     setup_logging(settings.log_level)
     with reaching_database(settings):
-        upgrade_sync(settings.sqlalchemy_url, args.revision)
+        upgrade_sync(settings.sqlalchemy_url, args.revision, settings.postgres_connect_args)
     print(f"database migrated to {args.revision}")
     return 0
 

@@ -29,7 +29,10 @@ def _run(connection: Connection) -> None:
 
 
 async def _main() -> None:
-    engine = create_async_engine(config.get_main_option("sqlalchemy.url") or "")
+    engine = create_async_engine(
+        config.get_main_option("sqlalchemy.url") or "",
+        connect_args=config.attributes.get("connect_args", {}),
+    )
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)
