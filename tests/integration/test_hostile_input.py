@@ -8,8 +8,8 @@ processor never fails (which in production ends as `processing_failed`).
 
 Each example first brings a campaign of its own into a chosen state (draft to closed, card or
 manual, with or without a creative) through ordinary messages, then sends the generated one at
-it (mostly at that campaign, sometimes at no campaign). `HOSTILE_EXAMPLES=2000` searches
-longer than the default 250 examples (about 20 s)."""
+it (mostly at that campaign, sometimes at no campaign). `HOSTILE_EXAMPLES=2000` (with
+`--timeout 1200`) searches longer than the default 250 examples (about 20 s)."""
 
 from __future__ import annotations
 
@@ -512,11 +512,13 @@ class World:
         cid = ids[CID]
         ids = {**ids, CHARGE: "ch-none", REFUND: "rf-none"}
         async with SqlUnitOfWork(self.engine) as uow:
-            rows = await uow.pg.fetch("SELECT value FROM outbox ORDER BY id")
+            rows = await uow.pg.fetch(
+                "SELECT value FROM outbox WHERE topic = $1 AND key = $2 ORDER BY id",
+                topics.SETTLEMENTS,
+                cid.encode(),
+            )
         for row in rows:
             body = json.loads(row["value"])
-            if body.get("subject") != cid:
-                continue
             if body["type"] == "payment.charge_requested":
                 ids[CHARGE] = body["data"]["charge_id"]
             elif body["type"] == "payment.refund_requested":
