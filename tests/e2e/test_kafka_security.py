@@ -5,8 +5,9 @@ required client certificates, certificates from a CA the test makes, SCRAM users
 when the storage is formatted, the StandardAuthorizer on, and deploy/kafka-acls.sh applied
 as it is. The worker (consumers and relay), `campaign-worker publish` and `campaign-worker
 lag` run through it; the broker refuses a producer without write rights on
-campaign.payments; a wrong password or an untrusted certificate is a clear log line per
-attempt and /readyz 503, never a crash."""
+campaign.payments, campaign.reviews or campaign.commands; `dlq replay` is published with the
+worker's own right to write the inbound topics (why it has it); a wrong password or an
+untrusted certificate is a clear log line per attempt and /readyz 503, never a crash."""
 
 from __future__ import annotations
 
@@ -243,6 +244,7 @@ async def test_the_broker_enforces_who_writes_which_topic(secured: Secured) -> N
         finally:
             await producer.stop()
 
+    reviews = f"{secured.prefix}campaign.reviews"
     # the platform may write commands but not payments (a forged charge confirmation)
     await send("platform", commands)
     with pytest.raises(TopicAuthorizationFailedError):
@@ -252,6 +254,12 @@ async def test_the_broker_enforces_who_writes_which_topic(secured: Secured) -> N
     await send("payments", payments)  # the payment service may
     with pytest.raises(TopicAuthorizationFailedError):
         await send("moderation", payments)
+    # only moderation approves: the platform cannot write reviews, moderation no commands
+    await send("moderation", reviews)
+    with pytest.raises(TopicAuthorizationFailedError):
+        await send("platform", reviews)
+    with pytest.raises(TopicAuthorizationFailedError):
+        await send("moderation", commands)
 
     # the worker's principal has what it needs and no more: no topics outside its prefix
     admin = AIOKafkaAdminClient(
@@ -271,6 +279,65 @@ async def test_the_broker_enforces_who_writes_which_topic(secured: Secured) -> N
         pass  # refused as an exception: just as good
     finally:
         await admin.close()
+
+
+async def _records_of(kafka: LocalKafka, topic: str, value: bytes) -> int:
+    """How many records of `topic` hold exactly `value`, read as the broker's super user."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    try:
+        batch = await consumer.getmany(timeout_ms=2000)
+        return sum(1 for rs in batch.values() for r in rs if r.value == value)
+    finally:
+        await consumer.stop()
+
+
+async def test_dlq_replay_is_published_with_the_workers_own_write_right(
+    secured: Secured, database_url: str
+) -> None:
+    """Why the worker's principal may write the inbound topics: a replay is an outbox row
+    (written with the dead letter's `replayed_at`, in one transaction), and the relay, as the
+    worker, publishes it to the topic the record came from. The broker lets it through, and
+    the worker reads it back like any record (dead-lettered again here: it is still bad)."""
+    env = secured.sasl_env("worker")
+    worker = Spawned(database_url, env.pop("KAFKA_BOOTSTRAP_SERVERS"), secured.prefix, **env)
+    await worker.start("--no-migrate")
+    try:
+        await worker.wait_ready()
+        bad = f"not json {uuid.uuid4()}".encode()
+        producer = secured.producer("platform")
+        await producer.start()
+        try:
+            await producer.send_and_wait(f"{secured.prefix}campaign.commands", bad, key=b"k")
+        finally:
+            await producer.stop()
+
+        async def dead_letters() -> list[int]:
+            conn = await asyncpg.connect(database_url)
+            try:
+                rows = await conn.fetch("SELECT id FROM dead_letters WHERE value = $1", bad)
+                return [r["id"] for r in rows]
+            finally:
+                await conn.close()
+
+        [first] = await eventually(dead_letters, timeout=60, interval=0.3)
+        code, out = await _cli(worker.env, "dlq", "replay", str(first))
+        assert code == 0 and "queued" in out, out
+
+        async def replayed() -> bool:
+            worker.alive()
+            topic = f"{secured.prefix}campaign.commands"
+            return (
+                await _records_of(secured.kafka, topic, bad) == 2 and len(await dead_letters()) == 2
+            )
+
+        await eventually(replayed, timeout=60, interval=0.5)
+        assert "TopicAuthorizationFailed" not in worker.text, worker.text[-3000:]
+        assert await worker.stop() == 0
+    finally:
+        worker.kill()
 
 
 async def test_untrusted_broker_certificate_and_wrong_password_are_named(

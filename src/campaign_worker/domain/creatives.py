@@ -19,8 +19,9 @@ approve, reject -> `CreativeStatusChanged`.
 
 Order of checks in `decide_creative` (the first failing one names the refusal):
 1. the campaign does not exist -> `not_found`;
-2. the actor's role may never do this action, or an advertiser acts on another advertiser's
-   campaign (ownership is the campaign's `advertiser_id`) -> `forbidden`;
+2. the actor's role may never send this command, or an advertiser acts on another advertiser's
+   campaign (ownership is the campaign's `advertiser_id`) -> `forbidden`, as
+   `permissions.PERMISSIONS` says (the `roles` of the action table are read from it);
 3. create for an id that exists, deleted or not -> `already_exists`; any other command for an id
    that does not exist -> `not_found`;
 4. the creative is deleted -> `invalid_transition` (a tombstone accepts nothing);
@@ -63,6 +64,7 @@ from campaign_worker.domain.model import (
     CreativeStatus,
     Role,
 )
+from campaign_worker.domain.permissions import check, permission
 
 __all__ = [
     "CONTENT_FIELDS",
@@ -178,8 +180,6 @@ class CreativeRule:
 
 
 _ANY_STATUS = frozenset(CreativeStatus)
-_EDITORS = frozenset({Role.ADVERTISER, Role.PUBLISHER})
-_REVIEWERS = frozenset({Role.PUBLISHER})
 _NE = RefusalCode.NOT_EDITABLE
 _INV = RefusalCode.INVALID_TRANSITION
 _S = CreativeStatus
@@ -193,15 +193,32 @@ def _rules(*rules: CreativeRule) -> Mapping[CreativeAction, CreativeRule]:
     return MappingProxyType(table)
 
 
+def _who(action: str) -> frozenset[Role]:
+    """Who may do it: the row of its inbound type in `permissions.PERMISSIONS`."""
+    return permission(action).roles
+
+
 CREATIVE_ACTIONS: Mapping[CreativeAction, CreativeRule] = _rules(
-    CreativeRule(_A.REGISTER, frozenset(), _S.UNDER_REVIEW, _EDITORS, _NE),
-    CreativeRule(_A.EDIT_CONTENT, _ANY_STATUS, _S.UNDER_REVIEW, _EDITORS, _NE),
-    CreativeRule(_A.EDIT_NAME, _ANY_STATUS, None, _EDITORS, _NE),
-    CreativeRule(_A.DELETE, _ANY_STATUS, None, _EDITORS, _NE),
-    CreativeRule(_A.PAUSE, frozenset({_S.APPROVED}), _S.PAUSED, _EDITORS, _INV),
-    CreativeRule(_A.RESUME, frozenset({_S.PAUSED}), _S.APPROVED, _EDITORS, _INV),
-    CreativeRule(_A.APPROVE, frozenset({_S.UNDER_REVIEW}), _S.APPROVED, _REVIEWERS, _INV),
-    CreativeRule(_A.REJECT, frozenset({_S.UNDER_REVIEW}), _S.REJECTED, _REVIEWERS, _INV),
+    CreativeRule(_A.REGISTER, frozenset(), _S.UNDER_REVIEW, _who("creative.create"), _NE),
+    CreativeRule(_A.EDIT_CONTENT, _ANY_STATUS, _S.UNDER_REVIEW, _who("creative.update"), _NE),
+    CreativeRule(_A.EDIT_NAME, _ANY_STATUS, None, _who("creative.update"), _NE),
+    CreativeRule(_A.DELETE, _ANY_STATUS, None, _who("creative.delete"), _NE),
+    CreativeRule(_A.PAUSE, frozenset({_S.APPROVED}), _S.PAUSED, _who("creative.pause"), _INV),
+    CreativeRule(_A.RESUME, frozenset({_S.PAUSED}), _S.APPROVED, _who("creative.resume"), _INV),
+    CreativeRule(
+        _A.APPROVE,
+        frozenset({_S.UNDER_REVIEW}),
+        _S.APPROVED,
+        _who("review.creative_approved"),
+        _INV,
+    ),
+    CreativeRule(
+        _A.REJECT,
+        frozenset({_S.UNDER_REVIEW}),
+        _S.REJECTED,
+        _who("review.creative_rejected"),
+        _INV,
+    ),
 )
 
 # The action each command type stands for (an update is EDIT_CONTENT or EDIT_NAME; both rows
@@ -215,6 +232,20 @@ _COMMAND_ACTION: Mapping[type, CreativeAction] = MappingProxyType(
         ResumeCreative: _A.RESUME,
         ApproveCreative: _A.APPROVE,
         RejectCreative: _A.REJECT,
+    }
+)
+
+
+# The inbound message type of each command (its row of `permissions.PERMISSIONS`).
+ACTIONS: Mapping[type, str] = MappingProxyType(
+    {
+        CreateCreative: "creative.create",
+        UpdateCreative: "creative.update",
+        DeleteCreative: "creative.delete",
+        PauseCreative: "creative.pause",
+        ResumeCreative: "creative.resume",
+        ApproveCreative: "review.creative_approved",
+        RejectCreative: "review.creative_rejected",
     }
 )
 
@@ -267,13 +298,7 @@ def decide_creative(
 
     # 2. role and ownership
     rule = CREATIVE_ACTIONS[_COMMAND_ACTION[type(command)]]
-    if actor.role not in rule.roles:
-        raise Refusal(
-            RefusalCode.FORBIDDEN,
-            f"a {actor.role.value} may not {rule.action.value} a creative "
-            f"(only: {_roles_text(rule.roles)})",
-        )
-    _check_owner(actor, campaign)
+    check(ACTIONS[type(command)], actor, campaign.advertiser_id, f"campaign {campaign.id}")
 
     # 3. existence, 4. tombstone
     if isinstance(command, CreateCreative):
@@ -331,23 +356,6 @@ def decide_creative(
             ]
         case _:  # pragma: no cover - exhaustive
             assert_never(command)
-
-
-def _roles_text(roles: Iterable[Role]) -> str:
-    return ", ".join(r.value for r in Role if r in set(roles))
-
-
-def _check_owner(actor: Actor, campaign: Campaign) -> None:
-    if actor.role is not Role.ADVERTISER:
-        return
-    if actor.id is None or not actor.id.strip():
-        raise Refusal(RefusalCode.FORBIDDEN, "an advertiser actor must carry its advertiser id")
-    if actor.id != campaign.advertiser_id:
-        raise Refusal(
-            RefusalCode.FORBIDDEN,
-            f"advertiser {actor.id} may act only on its own campaigns; "
-            f"campaign {campaign.id} belongs to another advertiser",
-        )
 
 
 def _check_campaign_open(campaign: Campaign, rule: CreativeRule) -> None:

@@ -34,11 +34,11 @@ from campaign_worker.domain.model import (
     CategoryState,
     Creative,
     CreativeStatus,
-    Role,
     Status,
     Targeting,
 )
 from campaign_worker.domain.money import Money
+from campaign_worker.domain.permissions import check
 
 __all__ = [
     "COPIED_FIELDS",
@@ -131,7 +131,7 @@ def duplicate(
         raise ValueError("the duplicate needs a new campaign id")
     if product is not None and product.id != source.ad_product_id:
         raise ValueError(f"product {product.id} is not the ad product of campaign {source.id}")
-    _check_actor(actor, source)
+    check("campaign.duplicate", actor, source.advertiser_id, f"campaign {source.id}")
 
     if product is None or product.deleted:
         state = "is not in the catalog" if product is None else "has been deleted"
@@ -217,19 +217,6 @@ def duplicate(
         targeting_removed=removed,
         creative_ids=tuple(ids),
     )
-
-
-def _check_actor(actor: Actor, source: Campaign) -> None:
-    if actor.role is Role.SYSTEM:
-        raise Refusal(
-            RefusalCode.FORBIDDEN, "campaigns are duplicated by advertisers or publishers"
-        )
-    if actor.role is Role.ADVERTISER and actor.id != source.advertiser_id:
-        raise Refusal(
-            RefusalCode.FORBIDDEN,
-            f"advertiser {actor.id} may act only on its own campaigns; "
-            f"campaign {source.id} belongs to another advertiser",
-        )
 
 
 def _title(original: str, suffix: str) -> str:

@@ -8,7 +8,8 @@
 - `evolve(campaign, event)` applies one event; `apply_all` folds many.
 
 Order of checks in `decide`: missing campaign (`not_found`) / existing campaign on create
-(`already_exists`); role and ownership (`forbidden`); transition and edit rules
+(`already_exists`); role and ownership (`forbidden`, decided by `permissions.PERMISSIONS`, of
+which the roles of `TRANSITIONS` are the finer, per-status part); transition and edit rules
 (`invalid_transition`, `contact_publisher`, `not_editable`, `locked_after_approval`); field
 validation (`validation_failed`).
 """
@@ -62,6 +63,7 @@ from campaign_worker.domain.model import (
     Trigger,
 )
 from campaign_worker.domain.money import Money
+from campaign_worker.domain.permissions import check
 
 __all__ = [
     "EDIT_RIGHTS",
@@ -151,8 +153,7 @@ def stop_for_low_relevance(campaign: Campaign, actor: Actor) -> CampaignStatusCh
             RefusalCode.INVALID_TRANSITION,
             f"cannot stop campaign {campaign.id} for low relevance: it is {campaign.status.value}",
         )
-    if actor.role not in transition.roles:
-        raise Refusal(RefusalCode.FORBIDDEN, "only the system stops a campaign for low relevance")
+    check("relevance.stop", actor)
     return CampaignStatusChanged(
         campaign_id=campaign.id,
         from_status=campaign.status,
@@ -163,25 +164,22 @@ def stop_for_low_relevance(campaign: Campaign, actor: Actor) -> CampaignStatusCh
     )
 
 
-def _roles_for(*triggers: Trigger) -> frozenset[Role]:
-    """Every role that may fire any of `triggers` from some status (derived from the table)."""
-    return frozenset(
-        role for t in TRANSITIONS.values() if t.trigger in triggers for role in t.roles
-    )
-
-
-# Which triggers a transition command can fire; a role outside all of them is `forbidden`
-# whatever the status (e.g. a publisher never submits, the system never cancels).
-_COMMAND_TRIGGERS: Mapping[type, tuple[Trigger, ...]] = MappingProxyType(
+# The inbound message type of each command: its row of `permissions.PERMISSIONS` decides who
+# may send it at all (e.g. a publisher never submits, the system never cancels); the roles of
+# a transition (above) then say who may fire it from a given status (T11).
+ACTIONS: Mapping[type, str] = MappingProxyType(
     {
-        SubmitCampaign: (Trigger.SUBMIT, Trigger.RESUBMIT),
-        ApproveCampaign: (Trigger.APPROVE,),
-        RejectCampaign: (Trigger.REJECT,),
-        StartDue: (Trigger.START,),
-        EndDue: (Trigger.END,),
-        PauseCampaign: (Trigger.PAUSE,),
-        ResumeCampaign: (Trigger.RESUME,),
-        CancelCampaign: (Trigger.CANCEL,),
+        CreateCampaign: "campaign.create",
+        UpdateCampaign: "campaign.update",
+        ExtendEnd: "campaign.extend_end",
+        SubmitCampaign: "campaign.submit",
+        ApproveCampaign: "review.campaign_approved",
+        RejectCampaign: "review.campaign_rejected",
+        StartDue: "schedule.start_due",
+        EndDue: "schedule.end_due",
+        PauseCampaign: "campaign.pause",
+        ResumeCampaign: "campaign.resume",
+        CancelCampaign: "campaign.cancel",
     }
 )
 
@@ -266,7 +264,7 @@ def decide(
         raise Refusal(RefusalCode.NOT_FOUND, f"campaign {command.campaign_id} does not exist")
     if campaign.id != command.campaign_id:
         raise ValueError(f"command for campaign {command.campaign_id} applied to {campaign.id}")
-    _check_owner(actor, campaign.advertiser_id, campaign)
+    check(ACTIONS[type(command)], actor, campaign.advertiser_id, f"campaign {campaign.id}")
     match command:
         case UpdateCampaign():
             return [_edit(campaign, command.changes, actor, products, now, extend=False)]
@@ -287,26 +285,10 @@ def decide(
             assert_never(command)
 
 
-def _check_owner(actor: Actor, advertiser_id: str, campaign: Campaign | None) -> None:
-    if actor.role is not Role.ADVERTISER:
-        return
-    if actor.id is None or not actor.id.strip():
-        raise Refusal(RefusalCode.FORBIDDEN, "an advertiser actor must carry its advertiser id")
-    if actor.id != advertiser_id:
-        what = f"campaign {campaign.id}" if campaign is not None else "the campaign"
-        raise Refusal(
-            RefusalCode.FORBIDDEN,
-            f"advertiser {actor.id} may act only on its own campaigns; "
-            f"{what} belongs to another advertiser",
-        )
-
-
 def _create(
     command: CreateCampaign, actor: Actor, products: Mapping[str, AdProduct], now: datetime
 ) -> CampaignCreated:
-    if actor.role is Role.SYSTEM:
-        raise Refusal(RefusalCode.FORBIDDEN, "campaigns are created by advertisers or publishers")
-    _check_owner(actor, command.advertiser_id, None)
+    check(ACTIONS[CreateCampaign], actor, command.advertiser_id)
     raw: dict[str, object] = {name: getattr(command, name) for name in EDITABLE_FIELDS}
     raw["advertiser_id"] = command.advertiser_id
     problems = _Problems()
@@ -370,13 +352,6 @@ def _transition(
 ) -> CampaignStatusChanged:
     status = campaign.status
     trigger = _trigger_of(command, status)
-    allowed = _roles_for(*_COMMAND_TRIGGERS[type(command)])
-    if actor.role not in allowed:
-        raise Refusal(
-            RefusalCode.FORBIDDEN,
-            f"a {actor.role.value} may not {trigger.value} a campaign "
-            f"(only: {_roles_text(allowed)})",
-        )
     transition = TRANSITIONS.get((status, trigger))
     if transition is None:
         raise Refusal(
@@ -508,9 +483,7 @@ def _edit(
     *,
     extend: bool,
 ) -> CampaignUpdated:
-    if actor.role is Role.SYSTEM:
-        raise Refusal(RefusalCode.FORBIDDEN, "the system never edits campaigns")
-    status = campaign.status
+    status = campaign.status  # the system never edits: `decide` refused it (PERMISSIONS)
     if status in TERMINAL:
         raise Refusal(
             RefusalCode.NOT_EDITABLE,

@@ -33,6 +33,7 @@ from campaign_worker.domain.model import (
     Role,
     Status,
 )
+from campaign_worker.domain.permissions import check, permission
 
 __all__ = [
     "AWAITING_CHARGE",
@@ -274,16 +275,19 @@ class HoldSignal(StrEnum):
 class HoldRule:
     sets: frozenset[Hold]
     clears: frozenset[Hold]
-    roles: frozenset[Role]
+    # who may send it: the row of `permissions.PERMISSIONS` (the inbound type that carries it,
+    # or the worker's own action when it derives the signal from a fact)
+    action: str
     # A publisher decision (refused on a CLOSED/CANCELLED campaign, `invalid_transition`) rather
     # than a reported fact (ignored there: the holds of a finished campaign are frozen).
     decision: bool = False
     reason_required: bool = False
 
+    @property
+    def roles(self) -> frozenset[Role]:
+        return permission(self.action).roles
 
-_PUB = frozenset({Role.PUBLISHER})
-_SYS = frozenset({Role.SYSTEM})
-_PUB_OR_SYS = frozenset({Role.PUBLISHER, Role.SYSTEM})
+
 _NONE: frozenset[Hold] = frozenset()
 
 
@@ -296,25 +300,36 @@ def _one(hold: Hold) -> frozenset[Hold]:
 HOLD_RULES: Mapping[HoldSignal, HoldRule] = MappingProxyType(
     {
         HoldSignal.SUSPENDED: HoldRule(
-            _one(Hold.SUSPENDED), _NONE, _PUB, decision=True, reason_required=True
+            _one(Hold.SUSPENDED),
+            _NONE,
+            "review.campaign_suspended",
+            decision=True,
+            reason_required=True,
         ),
         HoldSignal.REINSTATED: HoldRule(
-            _NONE, frozenset({Hold.SUSPENDED, Hold.LOW_RELEVANCE}), _PUB, decision=True
+            _NONE,
+            frozenset({Hold.SUSPENDED, Hold.LOW_RELEVANCE}),
+            "review.campaign_reinstated",
+            decision=True,
         ),
         HoldSignal.LANDING_PAGE_DOWN: HoldRule(
-            _one(Hold.LANDING_PAGE_UNAVAILABLE), _NONE, _PUB_OR_SYS
+            _one(Hold.LANDING_PAGE_UNAVAILABLE), _NONE, "review.landing_page_status"
         ),
         HoldSignal.LANDING_PAGE_UP: HoldRule(
-            _NONE, _one(Hold.LANDING_PAGE_UNAVAILABLE), _PUB_OR_SYS
+            _NONE, _one(Hold.LANDING_PAGE_UNAVAILABLE), "review.landing_page_status"
         ),
         HoldSignal.PRODUCT_NOT_BUYABLE: HoldRule(
-            _one(Hold.PRODUCT_NOT_BUYABLE), _NONE, _PUB_OR_SYS
+            _one(Hold.PRODUCT_NOT_BUYABLE), _NONE, "hold.product_buyability"
         ),
-        HoldSignal.PRODUCT_BUYABLE: HoldRule(_NONE, _one(Hold.PRODUCT_NOT_BUYABLE), _PUB_OR_SYS),
-        HoldSignal.CHARGE_FAILED: HoldRule(_one(Hold.BILLING_ERROR), _NONE, _SYS),
-        HoldSignal.CHARGE_SUCCEEDED: HoldRule(_NONE, _one(Hold.BILLING_ERROR), _SYS),
-        HoldSignal.BUDGET_EXHAUSTED: HoldRule(_one(Hold.OUT_OF_BUDGET), _NONE, _SYS),
-        HoldSignal.RELEVANCE_LOW: HoldRule(_one(Hold.LOW_RELEVANCE), _NONE, _SYS),
+        HoldSignal.PRODUCT_BUYABLE: HoldRule(
+            _NONE, _one(Hold.PRODUCT_NOT_BUYABLE), "hold.product_buyability"
+        ),
+        HoldSignal.CHARGE_FAILED: HoldRule(_one(Hold.BILLING_ERROR), _NONE, "hold.billing_error"),
+        HoldSignal.CHARGE_SUCCEEDED: HoldRule(
+            _NONE, _one(Hold.BILLING_ERROR), "hold.billing_error"
+        ),
+        HoldSignal.BUDGET_EXHAUSTED: HoldRule(_one(Hold.OUT_OF_BUDGET), _NONE, "hold.budget"),
+        HoldSignal.RELEVANCE_LOW: HoldRule(_one(Hold.LOW_RELEVANCE), _NONE, "hold.relevance"),
     }
 )
 
@@ -352,12 +367,7 @@ def hold_changes(
     for a suspension without a reason.
     """
     rule = HOLD_RULES[signal]
-    if actor.role not in rule.roles:
-        allowed = ", ".join(r.value for r in Role if r in rule.roles)
-        raise Refusal(
-            RefusalCode.FORBIDDEN,
-            f"a {actor.role.value} may not send {signal.value} (only: {allowed})",
-        )
+    check(rule.action, actor)
     if campaign.status in TERMINAL:
         if rule.decision:
             raise Refusal(

@@ -44,8 +44,9 @@ from campaign_worker.domain.checks import aware_utc
 from campaign_worker.domain.errors import Refusal, RefusalCode
 from campaign_worker.domain.events import CampaignStatusChanged
 from campaign_worker.domain.ledger import EntryKind, Ledger, LedgerEntry, NonBillableReason
-from campaign_worker.domain.model import TERMINAL, Actor, BillingType, Campaign, Role, Status
+from campaign_worker.domain.model import TERMINAL, Actor, BillingType, Campaign, Status
 from campaign_worker.domain.money import Money
+from campaign_worker.domain.permissions import check
 
 __all__ = [
     "DEFAULT_RELEVANCE_MIN_CTR",
@@ -718,13 +719,6 @@ def _checked(campaign: Campaign, account: Account) -> Account:
     )
 
 
-def _require(actor: Actor, role: Role, what: str) -> None:
-    if actor.role is not role:
-        raise Refusal(
-            RefusalCode.FORBIDDEN, f"{what} only comes from the {role.value}, not a {actor.role}"
-        )
-
-
 # -- decide ---------------------------------------------------------------------------------------
 
 
@@ -841,7 +835,7 @@ def settle(
     settlement grace, refused before `settle_at`. A campaign already settled (the other
     trigger came first) or cancelled gives no events. `delivery.final` for a campaign that
     has not closed is refused (`invalid_transition`): its statement is not due yet."""
-    _require(actor, Role.SYSTEM, "delivery.final" if final else "a settlement")
+    check("delivery.final" if final else "settlement.due", actor)
     now = aware_utc(now, "now")
     account = _checked(campaign, account)
     if campaign.status is not Status.CLOSED:
@@ -877,7 +871,7 @@ def record_charge(
     charge is not the current one). A repeated confirmation changes nothing. Refuses a charge
     the worker never requested (`not_found`) or an amount other than requested
     (`validation_failed`): the books must stay exact, an operator has to look at those."""
-    _require(actor, Role.SYSTEM, "a payment result")
+    check("payment.charge_succeeded", actor)
     now = aware_utc(now, "now")
     account = _checked(campaign, account)
     request = next((c for c in account.charges if c.charge_id == charge_id), None)
@@ -920,17 +914,7 @@ def retry_charge(
     the charge again (budget + tax) with a new `charge_id`; its success clears the hold (the
     service's hold table). Refused (`invalid_transition`) when there is no billing error to
     retry, or the campaign has ended."""
-    if actor.role is not Role.ADVERTISER:
-        raise Refusal(
-            RefusalCode.FORBIDDEN,
-            f"campaign.retry_charge comes from the advertiser, not a {actor.role.value}",
-        )
-    if actor.id != campaign.advertiser_id:
-        raise Refusal(
-            RefusalCode.FORBIDDEN,
-            f"advertiser {actor.id} may act only on its own campaigns; campaign {campaign.id} "
-            "belongs to another advertiser",
-        )
+    check("campaign.retry_charge", actor, campaign.advertiser_id, f"campaign {campaign.id}")
     now = aware_utc(now, "now")
     account = _checked(campaign, account)
     if campaign.status in TERMINAL:
@@ -962,7 +946,7 @@ def record_delivery(
     is issued, reports are split as usual (its LIVE periods are billable); after it, and for a
     cancelled campaign, everything is `after_settlement`. Idempotency by message id is the
     inbox's job."""
-    _require(actor, Role.SYSTEM, "a delivery report")
+    check("delivery.reported", actor)
     now = aware_utc(now, "now")
     account = _checked(campaign, account)
     start = aware_utc(report.period_start, "period_start")
@@ -1034,7 +1018,7 @@ def record_refund_result(
 ) -> list[MoneyEvent]:
     """`payment.refund_succeeded` / `payment.refund_failed`. Repeats change nothing; a failure
     after a success is ignored (the money has arrived)."""
-    _require(actor, Role.SYSTEM, "a payment result")
+    check("payment.refund_succeeded" if succeeded else "payment.refund_failed", actor)
     now = aware_utc(now, "now")
     refund = account.refund(refund_id)
     if refund is None:
@@ -1055,7 +1039,7 @@ def record_refund_result(
 
 def retry_refund(account: Account, refund_id: str, actor: Actor, now: datetime) -> list[MoneyEvent]:
     """`refund.retry` (publisher): request a failed refund again, same id and amount."""
-    _require(actor, Role.PUBLISHER, "refund.retry")
+    check("refund.retry", actor)
     now = aware_utc(now, "now")
     refund = account.refund(refund_id)
     if refund is None:

@@ -4,13 +4,21 @@ These models are the only place where the wire format is described: the JSON Sch
 AsyncAPI document in `schemas/` are generated from them. Unknown extra fields are ignored
 (forward compatibility); missing or malformed required ones are errors, and such a message is
 dead-lettered.
+
+Nothing a message says is unbounded (the limits are in the schemas too, and a unit test walks
+them): every string has a maximum length (ids and names 200, URLs 2,000, free text 1,000 to
+5,000, as each field says), every list a maximum size (targeting 500 ids, unit sets 1,000),
+counts a maximum (a delivery report's impressions and clicks 10^12), instants and local times
+lie between 1970 and 3000, and no string may hold a NUL character or a lone UTF-16 surrogate
+(neither Postgres nor UTF-8 can store them). A message outside these limits is dead-lettered as
+`invalid_data` before any rule sees it.
 """
 
 from __future__ import annotations
 
 import builtins
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -19,10 +27,13 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     NaiveDatetime,
     StringConstraints,
+    WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
@@ -41,18 +52,105 @@ def _decimal_string(value: str) -> str:
 NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
 Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
+# The limits of lists (see the module's docstring).
+MAX_TARGETING_IDS = 500
+MAX_UNIT_IDS = 1000
+MAX_COUNT = 10**12  # impressions or clicks in one delivery report
+
+# Instants and local times: from 1970 to 3000 (date arithmetic on them never overflows).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+_RANGE = "between 1970-01-01 and 3000-01-01"
+
+
+def _instant_in_range(value: datetime) -> datetime:
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"instant must be {_RANGE}") from None
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError(f"instant must be {_RANGE}")
+    return value
+
+
+def _local_in_range(value: datetime) -> datetime:
+    if not EARLIEST.replace(tzinfo=None) <= value < LATEST.replace(tzinfo=None):
+        raise ValueError(f"local date-time must be {_RANGE}")
+    return value
+
+
+def _at_most(limit: int) -> Any:
+    """A check, before parsing, that a string form is at most `limit` characters."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and len(value) > limit:
+            raise ValueError(f"must be at most {limit} characters")
+        return value
+
+    return BeforeValidator(check)
+
+
+_TIME_CHARS = 64  # RFC 3339 with a fraction of a second and an offset fits easily
+Instant = Annotated[
+    AwareDatetime,
+    _at_most(_TIME_CHARS),
+    AfterValidator(_instant_in_range),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "maxLength": _TIME_CHARS,
+            "description": f"RFC 3339 instant with an offset, {_RANGE}.",
+        }
+    ),
+]
+LocalTime = Annotated[
+    NaiveDatetime,
+    _at_most(_TIME_CHARS),
+    AfterValidator(_local_in_range),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "maxLength": _TIME_CHARS,
+            "description": f"Local date-time without offset, {_RANGE}.",
+        }
+    ),
+]
+Uuid = Annotated[
+    UUID,
+    _at_most(36),
+    WithJsonSchema({"type": "string", "format": "uuid", "maxLength": 36}),
+]
+
+
+def _storable(value: Any) -> Any:
+    """Refuse strings Postgres text cannot hold: a NUL character (lone UTF-16 surrogates are
+    refused by pydantic itself)."""
+    for s in value if isinstance(value, list | tuple) else (value,):
+        if isinstance(s, str) and "\x00" in s:
+            raise ValueError("must not contain NUL characters")
+    return value
+
 
 class Wire(BaseModel):
     """Base of every payload model: extra fields ignored, values validated strictly enough."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        return _storable(value)
+
 
 class MoneyIn(Wire):
     amount: Annotated[str, AfterValidator(_decimal_string)] = Field(
-        description="Decimal string, never a float.", examples=["1250.00"]
+        max_length=23,
+        description="Decimal string, never a float: up to 15 digits, a point and 6 more.",
+        examples=["1250.00"],
     )
-    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = Field(
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$", max_length=3)] = Field(
         description="ISO 4217 code.", examples=["EUR"]
     )
 
@@ -61,13 +159,13 @@ class MoneyIn(Wire):
 
 
 class TargetingIn(Wire):
-    categories: list[Identifier] = Field(default_factory=list)
-    groups: list[Identifier] = Field(default_factory=list)
+    categories: list[Identifier] = Field(default_factory=list, max_length=MAX_TARGETING_IDS)
+    groups: list[Identifier] = Field(default_factory=list, max_length=MAX_TARGETING_IDS)
 
 
 class FrequencyCapIn(Wire):
     impressions: int = Field(description="Impressions per period.", examples=[3])
-    per: str = Field(description="hour, day, week or month.", examples=["day"])
+    per: str = Field(max_length=20, description="hour, day, week or month.", examples=["day"])
 
 
 class ContactIn(Wire):
@@ -87,14 +185,21 @@ class CloudEvent(BaseModel):
     id: Identifier = Field(description="Idempotency key: the same id twice is processed once.")
     source: NonBlank = Field(examples=["/ad-platform/web"])
     type: Identifier = Field(examples=["campaign.submit"])
-    subject: str | None = Field(None, description="The campaign id (UUID) for campaign messages.")
-    time: AwareDatetime | None = None
-    datacontenttype: str | None = Field(None, examples=["application/json"])
+    subject: str | None = Field(
+        None, max_length=200, description="The campaign id (UUID) for campaign messages."
+    )
+    time: Instant | None = None
+    datacontenttype: str | None = Field(None, max_length=255, examples=["application/json"])
     actorrole: Literal["advertiser", "publisher", "system"] | None = None
     actorid: Identifier | None = None
     correlationid: str | None = Field(None, max_length=200)
     causationid: str | None = Field(None, max_length=200)
     data: dict[str, Any] | None = None
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        return _storable(value)
 
     @model_validator(mode="after")
     def _advertiser_has_id(self) -> CloudEvent:
@@ -114,19 +219,19 @@ class CampaignCreate(Wire):
     ad_product_id: Identifier = Field(examples=["prod-banner"])
     budget: MoneyIn
     billing_type: Literal["card", "manual"]
-    start_at: AwareDatetime | None = Field(
+    start_at: Instant | None = Field(
         None, description="RFC 3339 instant (or give start_local with timezone)."
     )
-    end_at: AwareDatetime | None = Field(
+    end_at: Instant | None = Field(
         None, description="RFC 3339 instant, after start_at (or give end_local with timezone)."
     )
-    start_local: NaiveDatetime | None = Field(
+    start_local: LocalTime | None = Field(
         None,
         description="Local wall-clock start in `timezone`, converted once to an instant; a time "
         "in a spring-forward gap is refused, an ambiguous one means its first occurrence.",
         examples=["2026-03-29T03:30:00"],
     )
-    end_local: NaiveDatetime | None = Field(None, description="Local wall-clock end.")
+    end_local: LocalTime | None = Field(None, description="Local wall-clock end.")
     targeting: TargetingIn = Field(default_factory=TargetingIn)
     frequency_cap: FrequencyCapIn | None = None
     contact: ContactIn
@@ -146,10 +251,10 @@ class CampaignUpdate(Wire):
     ad_product_id: Identifier | None = None
     budget: MoneyIn | None = None
     billing_type: Literal["card", "manual"] | None = None
-    start_at: AwareDatetime | None = None
-    end_at: AwareDatetime | None = None
-    start_local: NaiveDatetime | None = None
-    end_local: NaiveDatetime | None = None
+    start_at: Instant | None = None
+    end_at: Instant | None = None
+    start_local: LocalTime | None = None
+    end_local: LocalTime | None = None
     targeting: TargetingIn | None = None
     frequency_cap: FrequencyCapIn | None = None
     contact: ContactIn | None = None
@@ -181,7 +286,7 @@ class Empty(Wire):
 class CampaignExtendEnd(Wire):
     """`campaign.extend_end`: a later end time."""
 
-    end_at: AwareDatetime
+    end_at: Instant
 
 
 class CampaignCancel(Wire):
@@ -194,7 +299,7 @@ class CampaignCancel(Wire):
 class CampaignDuplicate(Wire):
     """`campaign.duplicate`: copy the subject campaign into a new DRAFT (spec §9)."""
 
-    new_campaign_id: UUID = Field(description="Id of the new campaign.")
+    new_campaign_id: Uuid = Field(description="Id of the new campaign.")
 
 
 class CreativeContentIn(Wire):
@@ -311,10 +416,10 @@ class RefundRetry(Wire):
 class DeliveryReported(Wire):
     """`delivery.reported`: what the ad server delivered in a period (idempotent by id)."""
 
-    period_start: AwareDatetime
-    period_end: AwareDatetime
-    impressions: int = Field(ge=0)
-    clicks: int = Field(ge=0)
+    period_start: Instant
+    period_end: Instant
+    impressions: int = Field(ge=0, le=MAX_COUNT)
+    clicks: int = Field(ge=0, le=MAX_COUNT)
     spend: MoneyIn
 
     @model_validator(mode="after")
@@ -337,7 +442,7 @@ class DeliveryFinal(Wire):
 class ScheduleDue(Wire):
     """`schedule.start_due` / `schedule.end_due`."""
 
-    due_at: AwareDatetime
+    due_at: Instant
 
 
 # ---------------------------------------------------------------- campaign.catalog
@@ -348,7 +453,7 @@ class AdProductUpserted(Wire):
 
     ad_product_id: Identifier
     name: str = Field(max_length=1000)
-    unit_ids: list[Identifier] = Field(default_factory=list)
+    unit_ids: list[Identifier] = Field(default_factory=list, max_length=MAX_UNIT_IDS)
     unit_set_valid: bool
     buyable: bool
 

@@ -14,7 +14,7 @@ from uuid import UUID
 from pydantic import BaseModel, ValidationError
 
 from campaign_worker.domain import commands as cmd
-from campaign_worker.domain.errors import Refusal
+from campaign_worker.domain.errors import Refusal, RefusalCode
 from campaign_worker.domain.model import (
     Actor,
     AdProduct,
@@ -67,6 +67,13 @@ def _instant(data: m.CampaignCreate | m.CampaignUpdate, name: str) -> datetime |
         return local_to_instant(f"{name}_local", local, data.timezone)
     except Refusal as refusal:
         raise _Refused(refusal) from None
+    except OSError:  # a folder of the time zone database ("Europe"), not a zone
+        raise _Refused(
+            Refusal(
+                RefusalCode.VALIDATION_FAILED,
+                f"timezone {data.timezone!r} is not an IANA time zone",
+            )
+        ) from None
 
 
 def _required_instant(data: m.CampaignCreate, name: str) -> datetime:
@@ -254,6 +261,8 @@ def translate(source: Source, *, max_bytes: int) -> Item:
         return dead("too_large", f"record of {len(source.value)} bytes exceeds {max_bytes}")
     try:
         raw = json.loads(source.value)
+    except RecursionError:  # a small record can nest deeper than the parser's stack
+        return dead("not_json", "JSON nested too deeply to be a message")
     except (UnicodeDecodeError, ValueError) as error:
         return dead("not_json", f"not UTF-8 JSON: {error}")
     if not isinstance(raw, dict):

@@ -13,6 +13,7 @@ from campaign_worker.domain import commands as cmd
 from campaign_worker.domain.errors import Refusal, RefusalCode
 from campaign_worker.domain.lifecycle import evolve, stop_for_low_relevance
 from campaign_worker.domain.model import TERMINAL, Actor, Campaign, Role, Status
+from campaign_worker.domain.permissions import check
 from campaign_worker.domain.serving import Hold, HoldSignal
 from campaign_worker.domain.settlement import (
     DeliveryReport,
@@ -44,18 +45,15 @@ from campaign_worker.service.reactions import (
 BILLING = Actor(Role.SYSTEM, "billing")
 
 
-def _system_only(item: Inbound) -> None:
-    if item.actor.role is not Role.SYSTEM:
-        raise Refusal(
-            RefusalCode.FORBIDDEN,
-            f"{item.type} is a fact of the payment service or the ad server "
-            f"(actorrole system), not of a {item.actor.role.value}",
-        )
+def _may(action: str, item: Inbound) -> None:
+    """Facts of the payment service and the ad server: who may send them is their row of
+    `permissions.PERMISSIONS` (checked here before their charge or refund is looked up)."""
+    check(action, item.actor)
 
 
 def handle_charge_result(batch: Batch, item: Inbound, command: cmd.RecordChargeResult) -> None:
     campaign = batch.campaign(item)
-    _system_only(item)
+    _may("payment.charge_succeeded" if command.succeeded else "payment.charge_failed", item)
     account = batch.account(campaign)
     events: list[MoneyEvent] = []
     if command.succeeded:
@@ -83,7 +81,7 @@ def handle_charge_result(batch: Batch, item: Inbound, command: cmd.RecordChargeR
 
 def handle_refund_result(batch: Batch, item: Inbound, command: cmd.RecordRefundResult) -> None:
     campaign = batch.campaign(item)
-    _system_only(item)
+    _may("payment.refund_succeeded" if command.succeeded else "payment.refund_failed", item)
     events = record_refund_result(
         batch.account(campaign),
         command.refund_id,
@@ -131,7 +129,7 @@ def handle_settle(batch: Batch, item: Inbound, command: cmd.SettleCampaign) -> N
     when the settlement grace runs out (the scheduler), whichever comes first; the later one
     finds it settled and changes nothing."""
     campaign = batch.campaign(item)
-    _system_only(item)
+    _may("delivery.final" if command.final else "settlement.due", item)
     events = settle(
         campaign, batch.account(campaign), item.actor, batch.now, batch.rules, final=command.final
     )
