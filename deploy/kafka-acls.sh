@@ -51,6 +51,9 @@ acl --allow-principal "$WORKER" --operation Write --operation Describe \
 # creates its topics at start (CAMPAIGN_WORKER_CREATE_TOPICS=false makes this unnecessary)
 acl --allow-principal "$WORKER" --operation Create --resource-pattern-type prefixed \
   --topic "${PREFIX}campaign."
+# reads the state topic's cleanup.policy at start, to warn when it is not compacted
+# shellcheck disable=SC2046
+acl --allow-principal "$WORKER" --operation DescribeConfigs $(t state)
 
 # --- who may write which inbound topic -------------------------------------------------
 # shellcheck disable=SC2046
@@ -67,10 +70,11 @@ acl --allow-principal "$AD_SERVER" --operation Write --operation Describe $(t de
 acl --allow-principal "$PAYMENTS" --operation Read --operation Describe $(t settlements) \
   --group '*'
 # shellcheck disable=SC2046
-acl --allow-principal "$AD_SERVER" --operation Read --operation Describe $(t events) --group '*'
+acl --allow-principal "$AD_SERVER" --operation Read --operation Describe $(t events) $(t state) \
+  --group '*'
 # shellcheck disable=SC2046
 acl --allow-principal "$NOTIFIER" --operation Read --operation Describe $(t notifications) \
   --group '*'
 # shellcheck disable=SC2046
 acl --allow-principal "$PLATFORM" --operation Read --operation Describe $(t events) $(t dlq) \
-  --group '*'
+  $(t state) --group '*'
