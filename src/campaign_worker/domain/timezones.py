@@ -21,7 +21,7 @@ from campaign_worker.domain.errors import Refusal, RefusalCode
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe" is a folder
         raise Refusal(
             RefusalCode.VALIDATION_FAILED, f"timezone {name!r} is not an IANA time zone"
         ) from None
