@@ -64,7 +64,7 @@ from campaign_worker import topics  # noqa: E402
 from campaign_worker.adapters.db.migrate import upgrade  # noqa: E402
 from campaign_worker.adapters.kafka_client import ensure_topics  # noqa: E402
 from campaign_worker.config import Settings  # noqa: E402
-from campaign_worker.devservices import free_port  # noqa: E402
+from campaign_worker.dev.services import free_port  # noqa: E402
 
 SCENARIOS = ("create", "mix", "naive", "latency", "due")
 

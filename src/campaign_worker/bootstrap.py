@@ -321,6 +321,9 @@ def build_worker(settings: Settings) -> Worker:
         metrics=metrics,
         batch_size=settings.relay_batch_size,
         poll_interval_s=settings.relay_poll_interval_s,
+        inbox_retention_s=settings.inbox_retention_s,
+        inbox_prune_interval_s=settings.inbox_prune_interval_s,
+        inbox_prune_batch_size=settings.inbox_prune_batch_size,
     )
     notifier = Notifier(
         engine,
