@@ -389,7 +389,15 @@ class Bench:
         finally:
             await admin.close()
 
-    def worker(self, kind: str, db_url: str, prefix: str, *, scheduler: bool = False) -> Proc:
+    def worker(
+        self,
+        kind: str,
+        db_url: str,
+        prefix: str,
+        *,
+        scheduler: bool = False,
+        extra_env: dict[str, str] | None = None,
+    ) -> Proc:
         env = dict(
             os.environ,
             DATABASE_URL=db_url,
@@ -402,6 +410,7 @@ class Bench:
             CAMPAIGN_WORKER_NOTIFIER="false",
             CAMPAIGN_WORKER_SCHEDULER="true" if scheduler else "false",
         )
+        env.update(extra_env or {})
         if kind == "naive":
             argv = [sys.executable, str(REPO / "bench" / "naive_worker.py")]
         else:
@@ -577,14 +586,17 @@ class Bench:
 
     # ------------------------------------------------------------------ scenarios
 
-    async def throughput(self, label: str, kind: str, plan: h.MixPlan) -> Run:
-        """All commands in Kafka first, then the worker; timed from first outcome to done."""
+    async def throughput(
+        self, label: str, kind: str, plan: h.MixPlan, *, extra_env: dict[str, str] | None = None
+    ) -> Run:
+        """All commands in Kafka first, then the worker (its environment plus `extra_env`);
+        timed from first outcome to done."""
         say(f"{label}: {len(plan.commands)} commands on the {kind} worker")
         url = await self.new_database(label)
         prefix = await self.topics_for(label)
         db = await asyncpg.connect(url)
         collector = Collector(self.kafka, prefix)
-        proc = self.worker(kind, url, prefix)
+        proc = self.worker(kind, url, prefix, extra_env=extra_env)
         profiler: asyncio.Task[Path | None] | None = None
         try:
             await self.set_up(db, plan)
@@ -919,6 +931,13 @@ def report(
         fig["naive_cpu_us_per_cmd"] = runs["naive"].cpu_us
     if "mix" in runs and "naive" in runs:
         fig["ratio"] = runs["mix"].rate / runs["naive"].rate
+    if "mix" in runs and h.MIX_NO_STATE in runs:
+        fig.update(
+            h.state_figures(
+                (runs["mix"].rate, runs["mix"].cpu_us),
+                (runs[h.MIX_NO_STATE].rate, runs[h.MIX_NO_STATE].cpu_us),
+            )
+        )
     for s in steps:
         fig[f"p50_at_{s.offered}_ms"] = s.p50_ms
         fig[f"p99_at_{s.offered}_ms"] = s.p99_ms
@@ -1014,6 +1033,13 @@ async def main(args: argparse.Namespace) -> int:
                 runs["mix"] = await bench.throughput(
                     "mix", "worker", h.mix_plan(h.units_for(args.messages))
                 )
+                if args.state_compare:  # the same mix, the worker without campaign.state
+                    runs[h.MIX_NO_STATE] = await bench.throughput(
+                        h.MIX_NO_STATE,
+                        "worker",
+                        h.mix_plan(h.units_for(args.messages)),
+                        extra_env={h.PUBLISH_STATE_ENV: "false"},
+                    )
             if "naive" in only:
                 runs["naive"] = await bench.throughput(
                     "naive", "naive", h.mix_plan(h.units_for(args.naive_messages))
@@ -1072,6 +1098,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--only", action="append", choices=SCENARIOS, help="run this scenario (repeatable)"
     )
     parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument(
+        "--state-compare",
+        action="store_true",
+        help="run the mix a second time with CAMPAIGN_WORKER_PUBLISH_STATE=false and print "
+        "what the campaign.state record costs (state_record_cpu_us_per_cmd)",
+    )
     parser.add_argument("--partitions", type=int, default=6, help="partitions per topic (6)")
     parser.add_argument(
         "--stall-timeout", type=float, default=120, help="fail after this long without progress"

@@ -114,3 +114,36 @@ def test_profile_summary_attributes_samples_to_libraries() -> None:
     text = summarise(raw)
     assert "10 samples" in text
     assert "60.0%  sqlalchemy" in text and "30.0%  campaign_worker.service" in text
+
+
+def test_state_figures_are_both_runs_and_their_difference() -> None:
+    fig = h.state_figures((2000.0, 300.0), (2400.0, 260.0))
+    assert fig == {
+        "mix_with_state_per_s": 2000.0,
+        "mix_with_state_cpu_us_per_cmd": 300.0,
+        "mix_no_state_per_s": 2400.0,
+        "mix_no_state_cpu_us_per_cmd": 260.0,
+        "state_record_cpu_us_per_cmd": 40.0,
+    }
+
+
+def test_state_compare_prints_its_figures_before_an_unchanged_summary_line() -> None:
+    from bench.throughput import Run, parse_args, report
+
+    assert parse_args(["--only", "mix", "--state-compare"]).state_compare
+    assert not parse_args(["--only", "mix"]).state_compare
+    runs = {
+        "mix": Run("mix", 1010, 2.0, 0.3, 100.0, first_poll=10),
+        h.MIX_NO_STATE: Run(h.MIX_NO_STATE, 1010, 1.0, 0.25, 90.0, first_poll=10),
+    }
+    text, document = report(runs, [], None, 100_000)
+    lines = text.splitlines()
+    assert lines[-1] == (
+        "bench: mix 500/s, cpu 300 us/cmd, create -/s, naive -/s, ratio -, "
+        "p99@1000 - ms, due100k - s, rss 100 MB"
+    )
+    assert "state_record_cpu_us_per_cmd: 50.0" in lines[:-1]
+    assert "mix_no_state_cpu_us_per_cmd: 250.0" in lines[:-1]
+    assert "mix_with_state_cpu_us_per_cmd: 300.0" in lines[:-1]
+    assert document["figures"]["state_record_cpu_us_per_cmd"] == 50.0
+    assert any(line.startswith(h.MIX_NO_STATE) for line in lines)  # its row in the table
