@@ -410,6 +410,7 @@ class Bench:
             CAMPAIGN_WORKER_NOTIFIER="false",
             CAMPAIGN_WORKER_SCHEDULER="true" if scheduler else "false",
         )
+        env.update(self.args.worker_env or {})
         env.update(extra_env or {})
         if kind == "naive":
             argv = [sys.executable, str(REPO / "bench" / "naive_worker.py")]
@@ -1099,6 +1100,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument(
+        "--worker-env",
+        action="append",
+        type=lambda s: tuple(s.split("=", 1)),
+        metavar="NAME=VALUE",
+        help="an environment variable for every worker this run starts (repeatable), "
+        "e.g. to compare a setting",
+    )
+    parser.add_argument(
         "--state-compare",
         action="store_true",
         help="run the mix a second time with CAMPAIGN_WORKER_PUBLISH_STATE=false and print "
@@ -1114,6 +1123,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="py-spy record the worker during mix (and naive) into DIR/profile-LABEL.txt",
     )
     args = parser.parse_args(argv)
+    args.worker_env = dict(args.worker_env or ())
     quick = args.quick
     defaults = {
         "messages": 3000 if quick else 20000,

@@ -303,6 +303,27 @@ def _creative(r: Sequence[Any]) -> Creative:
     )
 
 
+def _creative_of_record(campaign_id: UUID, r: Sequence[Any]) -> Creative:
+    """A creative from a record of `_CREATIVE_COLUMNS` (content decoded), in that order."""
+    return Creative(
+        id=r[1],
+        campaign_id=campaign_id,
+        name=r[2],
+        ad_unit_id=r[3],
+        content=CreativeContent(**r[4]),
+        status=_CREATIVE_STATUS[r[5]],
+        rejection_reason=r[6],
+        deleted=r[7],
+        deleted_at=r[8],
+        version=r[9],
+        paused=r[10],
+    )
+
+
+# (creatives by id, holds, suspension reason, account) of one campaign, as load_extras gives them
+_Extras = tuple[dict[str, Creative], frozenset[Hold], str | None, Account | None]
+
+
 def row_to_product(r: Any) -> AdProduct:
     return AdProduct(
         id=r.id,
@@ -520,6 +541,24 @@ SAVE_HOLDS = _upsert(
 GET_ACCOUNTS = (
     "SELECT campaign_id, account FROM campaign_accounts WHERE campaign_id = ANY($1::uuid[])"
 )
+# A batch's campaigns and, in the same round trip, what `load_extras` reads for them: the
+# creatives as an array of rows (in id order), the holds and the account. Only the campaign
+# rows are locked, as by LOCK_CAMPAIGNS.
+_CREATIVE_FIELDS = ", ".join(f'cr."{c}"' for c, _ in _CREATIVE_COLUMNS)
+LOCK_CAMPAIGNS_WITH_EXTRAS = (
+    "SELECT "
+    + ", ".join(
+        f'c."{c}"::text' if c in ("targeting", "frequency_cap") else f'c."{c}"'
+        for c, _ in _CAMPAIGN_COLUMNS
+    )
+    + f", ARRAY(SELECT ROW({_CREATIVE_FIELDS}) FROM creatives cr"
+    " WHERE cr.campaign_id = c.id ORDER BY cr.id) AS creatives,"
+    " h.campaign_id IS NOT NULL AS has_holds, h.holds, h.suspension_reason, a.account"
+    " FROM campaigns c"
+    " LEFT JOIN campaign_holds h ON h.campaign_id = c.id"
+    " LEFT JOIN campaign_accounts a ON a.campaign_id = c.id"
+    " WHERE c.id = ANY($1::uuid[]) ORDER BY c.id FOR UPDATE OF c"
+)
 SAVE_ACCOUNTS = _upsert(
     "campaign_accounts",
     (
@@ -645,6 +684,7 @@ STATEMENTS: Mapping[str, str] = {
     "ADD_DEAD_LETTERS": ADD_DEAD_LETTERS,
     "LOCK_CAMPAIGNS": LOCK_CAMPAIGNS,
     "LOCK_CAMPAIGNS_OF_PRODUCT": LOCK_CAMPAIGNS_OF_PRODUCT,
+    "LOCK_CAMPAIGNS_WITH_EXTRAS": LOCK_CAMPAIGNS_WITH_EXTRAS,
     "SAVE_CAMPAIGNS": SAVE_CAMPAIGNS,
     "ADD_HISTORY": ADD_HISTORY,
     "STATUS_HISTORY": STATUS_HISTORY,
@@ -683,6 +723,9 @@ class SqlUnitOfWork:
         self._conn: AsyncConnection | None = None
         self._pg: Any = None  # asyncpg.Connection
         self._tx: Any = None  # asyncpg Transaction, until commit is tried
+        # the extras read with the locked campaigns, until `load_extras` asks for them (or a
+        # write of creatives, holds or accounts makes them stale)
+        self._extras: dict[UUID, _Extras] = {}
 
     @property
     def conn(self) -> AsyncConnection:
@@ -713,6 +756,7 @@ class SqlUnitOfWork:
     async def __aexit__(self, *exc: object) -> None:
         conn, pg, tx = self._conn, self._pg, self._tx
         self._conn = self._pg = self._tx = None
+        self._extras = {}
         if conn is None:
             return
         try:
@@ -778,8 +822,19 @@ class SqlUnitOfWork:
         wanted = list(set(ids))
         if not wanted:
             return {}
-        rows = await self.pg.fetch(LOCK_CAMPAIGNS, wanted)
-        return {r[0]: _campaign(r) for r in rows}
+        rows = await self.pg.fetch(LOCK_CAMPAIGNS_WITH_EXTRAS, wanted)
+        extras = self._extras
+        found = {}
+        for r in rows:
+            cid = r[0]
+            found[cid] = _campaign(r)
+            extras[cid] = (
+                {cr[1]: _creative_of_record(cid, cr) for cr in r[20]},
+                frozenset(_HOLD[h] for h in r[22]) if r[21] else frozenset(),
+                r[23] if r[21] else None,
+                load_as(Account, r[24]) if r[24] is not None else None,
+            )
+        return found
 
     async def save_campaigns(self, items: Sequence[Campaign], now: datetime) -> None:
         if not items:
@@ -836,7 +891,21 @@ class SqlUnitOfWork:
         )
 
     async def load_extras(self, campaign_ids: Iterable[UUID]) -> CampaignExtras:
-        return await _read_extras(self.pg, campaign_ids)
+        wanted = list(set(campaign_ids))
+        cached, self._extras = self._extras, {}
+        missing = [cid for cid in wanted if cid not in cached]
+        extras = await _read_extras(self.pg, missing)
+        for cid in wanted:
+            known = cached.get(cid)
+            if known is None:
+                continue
+            creatives, holds, reason, account = known
+            extras.creatives[cid] = creatives
+            extras.holds[cid] = holds
+            extras.suspension_reasons[cid] = reason
+            if account is not None:
+                extras.accounts[cid] = account
+        return extras
 
     @staticmethod
     async def read_extras(conn: AsyncConnection, campaign_ids: Iterable[UUID]) -> CampaignExtras:
@@ -844,6 +913,7 @@ class SqlUnitOfWork:
         return await _read_extras(await driver_connection(conn), campaign_ids)
 
     async def save_accounts(self, accounts: Sequence[Account], now: datetime) -> None:
+        self._extras = {}
         if not accounts:
             return
         await self.pg.execute(
@@ -901,6 +971,7 @@ class SqlUnitOfWork:
         return {r[0]: _campaign(r) for r in rows}
 
     async def save_creatives(self, items: Sequence[Creative], now: datetime) -> None:
+        self._extras = {}
         if not items:
             return
         await self.pg.execute(
@@ -931,6 +1002,7 @@ class SqlUnitOfWork:
     async def save_holds(
         self, holds: Mapping[UUID, tuple[frozenset[Hold], str | None]], now: datetime
     ) -> None:
+        self._extras = {}
         if not holds:
             return
         await self.pg.execute(
