@@ -142,6 +142,54 @@ class Proc:
             await self.proc.wait()
 
 
+class ProcGroup:
+    """Several worker processes of one consumer group, measured as one: CPU is their sum,
+    peak RSS the largest, and any of them dying fails the run."""
+
+    def __init__(self, procs: list[Proc]) -> None:
+        self.procs = procs
+        self.name = f"{len(procs)} x {procs[0].name}"
+        self.log_path = procs[0].log_path
+        self.started_at = 0.0
+
+    async def start(self) -> None:
+        await asyncio.gather(*(p.start() for p in self.procs))
+        self.started_at = min(p.started_at for p in self.procs)
+
+    @property
+    def pid(self) -> int:
+        return self.procs[0].pid
+
+    def tail(self, n: int = 3000) -> str:
+        return "\n".join(f"[{p.log_path}]\n{p.tail(n // len(self.procs))}" for p in self.procs)
+
+    def check(self) -> None:
+        for p in self.procs:
+            p.check()
+
+    def cpu(self) -> float:
+        return sum(p.cpu() for p in self.procs)
+
+    def peak_rss_mib(self) -> float:
+        return max(p.peak_rss_mib() for p in self.procs)
+
+    async def stop(self, grace: float = 40) -> None:
+        await asyncio.gather(*(p.stop(grace) for p in self.procs))
+
+
+async def processed_by(proc: Proc) -> float:
+    """The commands a worker processed, from its /metrics (campaign_worker_messages_total)."""
+    port = int(proc.env["CAMPAIGN_WORKER_HTTP_PORT"])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        await writer.drain()
+        text = (await reader.read()).decode(errors="replace")
+    finally:
+        writer.close()
+    return h.metric_sum(text, "campaign_worker_messages_total")
+
+
 # --------------------------------------------------------------------------------------
 # What the worker publishes
 # --------------------------------------------------------------------------------------
@@ -588,16 +636,27 @@ class Bench:
     # ------------------------------------------------------------------ scenarios
 
     async def throughput(
-        self, label: str, kind: str, plan: h.MixPlan, *, extra_env: dict[str, str] | None = None
+        self,
+        label: str,
+        kind: str,
+        plan: h.MixPlan,
+        *,
+        extra_env: dict[str, str] | None = None,
+        workers: int = 1,
     ) -> Run:
-        """All commands in Kafka first, then the worker (its environment plus `extra_env`);
-        timed from first outcome to done."""
+        """All commands in Kafka first, then the worker (its environment plus `extra_env`;
+        `workers` processes in one group); timed from first outcome to done."""
         say(f"{label}: {len(plan.commands)} commands on the {kind} worker")
         url = await self.new_database(label)
         prefix = await self.topics_for(label)
         db = await asyncpg.connect(url)
         collector = Collector(self.kafka, prefix)
-        proc = self.worker(kind, url, prefix, extra_env=extra_env)
+        proc: Any = self.worker(kind, url, prefix, extra_env=extra_env)
+        if workers > 1:
+            proc = ProcGroup(
+                [proc]
+                + [self.worker(kind, url, prefix, extra_env=extra_env) for _ in range(1, workers)]
+            )
         profiler: asyncio.Task[Path | None] | None = None
         try:
             await self.set_up(db, plan)
@@ -614,6 +673,10 @@ class Bench:
                 profiler = asyncio.create_task(self.profile(label, collector, proc))
             t1 = await self.wait_done(label, collector, proc, db, len(plan.commands))
             cpu1, rss = proc.cpu(), proc.peak_rss_mib()
+            shares: list[float] = []
+            if isinstance(proc, ProcGroup):  # how evenly the group's partitions spread
+                counts = [await processed_by(p) for p in proc.procs]
+                shares = [c / (sum(counts) or 1) for c in counts]
             if profiler is not None:
                 await self.stop_profile(label, profiler)
             self.check_refusals(label, collector)
@@ -636,6 +699,10 @@ class Bench:
                 },
                 first_poll=collector.first_poll,
             )
+            if shares:
+                run.extra["processed_share_per_worker"] = [round(x, 3) for x in shares]
+                spread = ", ".join(f"{x:.0%}" for x in shares)
+                say(f"  {label}: share of commands per worker {spread}")
             say(
                 f"  {label}: {run.rate:.0f}/s, {run.cpu_us:.0f} us CPU per command, "
                 f"worker at {run.cpu_share:.0%} of a core, peak RSS {rss:.0f} MiB"
@@ -932,6 +999,14 @@ def report(
         fig["naive_cpu_us_per_cmd"] = runs["naive"].cpu_us
     if "mix" in runs and "naive" in runs:
         fig["ratio"] = runs["mix"].rate / runs["naive"].rate
+    if "mix" in runs and h.MIX_WORKERS in runs:
+        fig.update(
+            h.workers_figures(
+                (runs["mix"].rate, runs["mix"].cpu_us),
+                (runs[h.MIX_WORKERS].rate, runs[h.MIX_WORKERS].cpu_us),
+                runs[h.MIX_WORKERS].extra.get("processed_share_per_worker", []),
+            )
+        )
     if "mix" in runs and h.MIX_NO_STATE in runs:
         fig.update(
             h.state_figures(
@@ -1034,6 +1109,13 @@ async def main(args: argparse.Namespace) -> int:
                 runs["mix"] = await bench.throughput(
                     "mix", "worker", h.mix_plan(h.units_for(args.messages))
                 )
+                if args.workers > 1:  # the same mix, N processes in one group
+                    runs[h.MIX_WORKERS] = await bench.throughput(
+                        h.MIX_WORKERS,
+                        "worker",
+                        h.mix_plan(h.units_for(args.messages)),
+                        workers=args.workers,
+                    )
                 if args.state_compare:  # the same mix, the worker without campaign.state
                     runs[h.MIX_NO_STATE] = await bench.throughput(
                         h.MIX_NO_STATE,
@@ -1106,6 +1188,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="an environment variable for every worker this run starts (repeatable), "
         "e.g. to compare a setting",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="also run the mix on this many worker processes in one group (CPU summed; "
+        "speedup against one, and each one's share of the commands)",
     )
     parser.add_argument(
         "--state-compare",

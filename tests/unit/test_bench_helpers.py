@@ -147,3 +147,24 @@ def test_state_compare_prints_its_figures_before_an_unchanged_summary_line() -> 
     assert "mix_with_state_cpu_us_per_cmd: 300.0" in lines[:-1]
     assert document["figures"]["state_record_cpu_us_per_cmd"] == 50.0
     assert any(line.startswith(h.MIX_NO_STATE) for line in lines)  # its row in the table
+
+
+def test_workers_figures_give_the_speedup_and_the_spread_of_the_commands() -> None:
+    fig = h.workers_figures((1000.0, 300.0), (1500.0, 320.0), [0.4, 0.6])
+    assert fig["workers_speedup"] == 1.5
+    assert (fig["mix_workers_per_s"], fig["mix_workers_cpu_us_per_cmd"]) == (1500.0, 320.0)
+    assert (fig["workers_share_min"], fig["workers_share_max"]) == (0.4, 0.6)
+    assert "workers_share_min" not in h.workers_figures((1.0, 1.0), (2.0, 1.0), [])
+
+
+def test_metric_sum_adds_every_sample_of_one_metric_only() -> None:
+    text = (
+        "# HELP campaign_worker_messages_total Messages.\n"
+        "# TYPE campaign_worker_messages_total counter\n"
+        'campaign_worker_messages_total{topic="a",type="x",outcome="applied"} 120.0\n'
+        'campaign_worker_messages_total{topic="b",type="y",outcome="rejected"} 3.0\n'
+        'campaign_worker_messages_created{topic="a",type="x",outcome="applied"} 1.7e9\n'
+        "campaign_worker_messages_total_other 5.0\n"
+    )
+    assert h.metric_sum(text, "campaign_worker_messages_total") == 123.0
+    assert h.metric_sum(text, "campaign_worker_nothing") == 0.0
