@@ -17,6 +17,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from campaign_worker import topics
 from campaign_worker.adapters.db.errors import is_transient
 from campaign_worker.adapters.db.tables import metadata
 from campaign_worker.adapters.db.uow import SqlUnitOfWork
@@ -24,15 +25,20 @@ from campaign_worker.adapters.metrics import Metrics
 from campaign_worker.adapters.outbox import OutboxRelay, prune_inbox
 from campaign_worker.config import Settings
 from campaign_worker.entrypoints.translate import translate
+from campaign_worker.service.envelope import OutboxMessage
 from campaign_worker.service.inbound import Inbound, Source
 from campaign_worker.service.processor import Processor
 from campaign_worker.service.unit_of_work import InboxEntry
+from tests.integration import test_relay
+from tests.integration.test_relay import fill, outbox_empty
 from tests.support.contract import product_event
 from tests.support.util import eventually
 
 pytestmark = pytest.mark.integration
 
 DAY = timedelta(days=1)
+
+world = test_relay.world  # the relay tests' Kafka, Postgres and producer (a fixture)
 
 
 @pytest.fixture
@@ -184,3 +190,40 @@ async def test_the_relay_leader_prunes_and_counts(
 
 async def _ids_are(engine: AsyncEngine, expected: set[str]) -> bool:
     return await inbox_ids(engine) == expected
+
+
+@pytest.mark.e2e
+async def test_a_failing_retention_pass_does_not_stop_publishing(
+    world: Any, database_url: str
+) -> None:
+    settings, engine, producer = world
+    conn = await asyncpg.connect(database_url)
+    try:  # every pass now fails (no such table); the outbox must still go out
+        await conn.execute("ALTER TABLE inbox RENAME TO inbox_elsewhere")
+    finally:
+        await conn.close()
+    metrics = Metrics()
+    relay = OutboxRelay(
+        engine,
+        producer,
+        physical_topic=settings.topic,
+        metrics=metrics,
+        poll_interval_s=0.05,
+        inbox_retention_s=1.0,
+        inbox_prune_interval_s=0.05,
+    )
+    task = asyncio.create_task(relay.run())
+    try:
+        await fill(engine, [OutboxMessage(topics.EVENTS, b"k", b"v")], per_commit=1)
+        relay.wake()
+        await eventually(lambda: outbox_empty(engine), timeout=10)
+        await asyncio.sleep(0.3)  # several failed passes
+        assert relay.is_leader
+        assert metrics.registry.get_sample_value("campaign_worker_outbox_relay_failures_total") in (
+            None,
+            0.0,
+        )
+    finally:
+        await relay.drain(1)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -185,14 +185,24 @@ class OutboxRelay:
                 await self._pause(self._poll_interval_s)
 
     async def _prune(self, pg: Any) -> bool:
-        """One retention pass on the leader's connection; True if expired rows remain."""
+        """One retention pass on the leader's connection; True if expired rows remain. A
+        failed pass is logged and tried again an interval later: it must not stop publishing
+        (a lost connection fails the next publishing round anyway)."""
         assert self._inbox_retention is not None
-        deleted, more = await prune_inbox(
-            pg,
-            datetime.now(UTC) - self._inbox_retention,
-            batch_size=self._prune_batch_size,
-            max_batches=4,
-        )
+        try:
+            deleted, more = await prune_inbox(
+                pg,
+                datetime.now(UTC) - self._inbox_retention,
+                batch_size=self._prune_batch_size,
+                max_batches=4,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.warning(
+                "inbox retention failed: %r; next pass in %.0fs", error, self._prune_interval_s
+            )
+            return False
         if deleted:
             self._metrics.inbox_pruned.inc(deleted)
             log.debug("inbox retention deleted %d rows", deleted)
