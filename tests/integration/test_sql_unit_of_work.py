@@ -112,18 +112,20 @@ def test_json_text_refuses_what_json_cannot_hold() -> None:
         _dumps({"at": datetime.now(UTC)})
 
 
-async def test_extras_read_with_the_lock_are_those_read_on_their_own(engine: AsyncEngine) -> None:
-    """Small batches read creatives, holds and accounts in the lock's round trip, large ones
-    in three reads of their own: both give what `load_extras` alone gives."""
+async def test_extras_of_a_few_campaigns_in_one_statement_are_those_of_three(
+    engine: AsyncEngine,
+) -> None:
+    """Up to EXTRAS_IN_ONE_UP_TO campaigns, creatives, holds and accounts come from one
+    statement, beyond it from three: both give the same extras."""
     from dataclasses import replace
     from datetime import timedelta
 
-    from campaign_worker.adapters.db.uow import EXTRAS_WITH_LOCK_UP_TO
+    from campaign_worker.adapters.db.uow import EXTRAS_IN_ONE_UP_TO
     from campaign_worker.domain.serving import Hold
     from campaign_worker.domain.settlement import Account
     from tests.contract.test_unit_of_work import creative
 
-    campaigns = [campaign_in(Status.LIVE) for _ in range(EXTRAS_WITH_LOCK_UP_TO + 6)]
+    campaigns = [campaign_in(Status.LIVE) for _ in range(EXTRAS_IN_ONE_UP_TO + 6)]
     ids = [c.id for c in campaigns]
     first, second = ids[0], ids[1]
     tombstone = replace(
@@ -142,35 +144,17 @@ async def test_extras_read_with_the_lock_are_those_read_on_their_own(engine: Asy
         await uow.save_accounts([Account.open(campaigns[0]), Account.open(campaigns[2])], NOW)
         await uow.commit()
 
+    unknown = uuid.uuid4()
     async with SqlUnitOfWork(engine) as uow:
-        alone = await uow.load_extras(ids)
-    assert alone.creatives[first] == {"cr-1": creative(first, "cr-1"), "cr-2": tombstone}
-    assert alone.suspension_reasons[first] == "policy breach"
-    assert set(alone.accounts) == {ids[0], ids[2]}
-    for wanted in (ids[:10], ids):  # with the lock, then in reads of their own
-        async with SqlUnitOfWork(engine) as uow:
-            locked = await uow.lock_campaigns(wanted)
-            assert locked == {c.id: c for c in campaigns if c.id in wanted}
-            got = await uow.load_extras([*wanted, uuid.uuid4()])
-        assert {k: got.creatives[k] for k in wanted} == {k: alone.creatives[k] for k in wanted}
-        assert {k: got.holds[k] for k in wanted} == {k: alone.holds[k] for k in wanted}
-        assert {k: got.suspension_reasons[k] for k in wanted} == {
-            k: alone.suspension_reasons[k] for k in wanted
-        }
-        assert got.accounts == {k: v for k, v in alone.accounts.items() if k in wanted}
-        assert len(got.creatives) == len(wanted) + 1  # an unknown id gets empty extras too
-
-
-async def test_extras_read_with_the_lock_are_not_served_after_a_write(
-    engine: AsyncEngine,
-) -> None:
-    from campaign_worker.domain.serving import Hold
-
-    c = campaign_in(Status.LIVE)
-    async with SqlUnitOfWork(engine) as uow:
-        await uow.save_campaigns([c], NOW)
-        await uow.commit()
-    async with SqlUnitOfWork(engine) as uow:
-        await uow.lock_campaigns([c.id])
-        await uow.save_holds({c.id: (frozenset({Hold.OUT_OF_BUDGET}), None)}, NOW)
-        assert (await uow.load_extras([c.id])).holds == {c.id: frozenset({Hold.OUT_OF_BUDGET})}
+        many = await uow.load_extras([*ids, unknown])  # three statements
+        assert await uow.lock_campaigns(ids[:10]) == {c.id: c for c in campaigns[:10]}
+        few = await uow.load_extras([*ids[:10], unknown])  # one statement
+    assert many.creatives[first] == {"cr-1": creative(first, "cr-1"), "cr-2": tombstone}
+    assert many.holds[first] == frozenset({Hold.SUSPENDED, Hold.BILLING_ERROR})
+    assert many.suspension_reasons[first] == "policy breach"
+    assert set(many.accounts) == {ids[0], ids[2]}
+    wanted = [*ids[:10], unknown]
+    assert few.creatives == {k: many.creatives[k] for k in wanted}
+    assert few.holds == {k: many.holds[k] for k in wanted}
+    assert few.suspension_reasons == {k: many.suspension_reasons[k] for k in wanted}
+    assert few.accounts == {k: v for k, v in many.accounts.items() if k in wanted}

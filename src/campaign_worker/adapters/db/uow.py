@@ -320,10 +320,6 @@ def _creative_of_record(campaign_id: UUID, r: Sequence[Any]) -> Creative:
     )
 
 
-# (creatives by id, holds, suspension reason, account) of one campaign, as load_extras gives them
-_Extras = tuple[dict[str, Creative], frozenset[Hold], str | None, Account | None]
-
-
 def row_to_product(r: Any) -> AdProduct:
     return AdProduct(
         id=r.id,
@@ -541,29 +537,25 @@ SAVE_HOLDS = _upsert(
 GET_ACCOUNTS = (
     "SELECT campaign_id, account FROM campaign_accounts WHERE campaign_id = ANY($1::uuid[])"
 )
-# Up to this many campaigns, the lock also reads their extras (LOCK_CAMPAIGNS_WITH_EXTRAS): one
-# round trip instead of four. Beyond it, three `= ANY` reads cost Postgres less than a subquery
-# per campaign (measured on 100,000 campaigns: equal at about 100 ids, 5 ms more at 500),
-# and the round trips saved are a small part of a large batch.
-EXTRAS_WITH_LOCK_UP_TO = 64
+# Up to this many campaigns, their extras come from one statement (GET_EXTRAS) instead of
+# three. Beyond it, three `= ANY` reads cost Postgres less than subqueries per campaign
+# (measured on 100,000 campaigns: equal at about 100 ids, 4-5 ms more at 500), and the round
+# trips saved are a small part of a large batch.
+EXTRAS_IN_ONE_UP_TO = 64
 
-# A batch's campaigns and, in the same round trip, what `load_extras` reads for them: the
-# creatives as an array of rows (in id order), the holds (a row) and the account, each a
-# subquery by primary key (joins made the planner hash whole tables for large batches).
-# Only the campaign rows are locked, as by LOCK_CAMPAIGNS.
+# The creatives (an array of rows, in id order), the holds (a row, or null) and the account of
+# each campaign, each a subquery by primary key. It runs after the lock, as its own statement:
+# read in the locking statement itself, a batch that waited for another one's lock would see
+# that one's extras as they were before it committed (the statement's snapshot).
 _CREATIVE_FIELDS = ", ".join(f'cr."{c}"' for c, _ in _CREATIVE_COLUMNS)
-LOCK_CAMPAIGNS_WITH_EXTRAS = (
-    "SELECT "
-    + ", ".join(
-        f'c."{c}"::text' if c in ("targeting", "frequency_cap") else f'c."{c}"'
-        for c, _ in _CAMPAIGN_COLUMNS
-    )
-    + f", ARRAY(SELECT ROW({_CREATIVE_FIELDS}) FROM creatives cr"
-    " WHERE cr.campaign_id = c.id ORDER BY cr.id),"
+GET_EXTRAS = (
+    "SELECT w.id,"
+    f" ARRAY(SELECT ROW({_CREATIVE_FIELDS}) FROM creatives cr"
+    " WHERE cr.campaign_id = w.id ORDER BY cr.id),"
     " (SELECT ROW(h.holds, h.suspension_reason) FROM campaign_holds h"
-    " WHERE h.campaign_id = c.id),"
-    " (SELECT a.account FROM campaign_accounts a WHERE a.campaign_id = c.id)"
-    " FROM campaigns c WHERE c.id = ANY($1::uuid[]) ORDER BY c.id FOR UPDATE"
+    " WHERE h.campaign_id = w.id),"
+    " (SELECT a.account FROM campaign_accounts a WHERE a.campaign_id = w.id)"
+    " FROM unnest($1::uuid[]) AS w(id)"
 )
 SAVE_ACCOUNTS = _upsert(
     "campaign_accounts",
@@ -690,7 +682,6 @@ STATEMENTS: Mapping[str, str] = {
     "ADD_DEAD_LETTERS": ADD_DEAD_LETTERS,
     "LOCK_CAMPAIGNS": LOCK_CAMPAIGNS,
     "LOCK_CAMPAIGNS_OF_PRODUCT": LOCK_CAMPAIGNS_OF_PRODUCT,
-    "LOCK_CAMPAIGNS_WITH_EXTRAS": LOCK_CAMPAIGNS_WITH_EXTRAS,
     "SAVE_CAMPAIGNS": SAVE_CAMPAIGNS,
     "ADD_HISTORY": ADD_HISTORY,
     "STATUS_HISTORY": STATUS_HISTORY,
@@ -701,6 +692,7 @@ STATEMENTS: Mapping[str, str] = {
     "GET_HOLDS": GET_HOLDS,
     "SAVE_HOLDS": SAVE_HOLDS,
     "GET_ACCOUNTS": GET_ACCOUNTS,
+    "GET_EXTRAS": GET_EXTRAS,
     "SAVE_ACCOUNTS": SAVE_ACCOUNTS,
     "ADD_LEDGER_ROWS": ADD_LEDGER_ROWS,
     "ADD_STATEMENTS": ADD_STATEMENTS,
@@ -729,9 +721,6 @@ class SqlUnitOfWork:
         self._conn: AsyncConnection | None = None
         self._pg: Any = None  # asyncpg.Connection
         self._tx: Any = None  # asyncpg Transaction, until commit is tried
-        # the extras read with the locked campaigns, until `load_extras` asks for them (or a
-        # write of creatives, holds or accounts makes them stale)
-        self._extras: dict[UUID, _Extras] = {}
 
     @property
     def conn(self) -> AsyncConnection:
@@ -762,7 +751,6 @@ class SqlUnitOfWork:
     async def __aexit__(self, *exc: object) -> None:
         conn, pg, tx = self._conn, self._pg, self._tx
         self._conn = self._pg = self._tx = None
-        self._extras = {}
         if conn is None:
             return
         try:
@@ -828,23 +816,8 @@ class SqlUnitOfWork:
         wanted = list(set(ids))
         if not wanted:
             return {}
-        if len(wanted) > EXTRAS_WITH_LOCK_UP_TO:
-            rows = await self.pg.fetch(LOCK_CAMPAIGNS, wanted)
-            return {r[0]: _campaign(r) for r in rows}
-        rows = await self.pg.fetch(LOCK_CAMPAIGNS_WITH_EXTRAS, wanted)
-        extras = self._extras
-        found = {}
-        for r in rows:
-            cid = r[0]
-            found[cid] = _campaign(r)
-            held = r[21]  # (holds, suspension reason), or None without a row
-            extras[cid] = (
-                {cr[1]: _creative_of_record(cid, cr) for cr in r[20]},
-                frozenset(_HOLD[h] for h in held[0]) if held is not None else frozenset(),
-                held[1] if held is not None else None,
-                load_as(Account, r[22]) if r[22] is not None else None,
-            )
-        return found
+        rows = await self.pg.fetch(LOCK_CAMPAIGNS, wanted)
+        return {r[0]: _campaign(r) for r in rows}
 
     async def save_campaigns(self, items: Sequence[Campaign], now: datetime) -> None:
         if not items:
@@ -901,21 +874,7 @@ class SqlUnitOfWork:
         )
 
     async def load_extras(self, campaign_ids: Iterable[UUID]) -> CampaignExtras:
-        wanted = list(set(campaign_ids))
-        cached, self._extras = self._extras, {}
-        missing = [cid for cid in wanted if cid not in cached]
-        extras = await _read_extras(self.pg, missing)
-        for cid in wanted:
-            known = cached.get(cid)
-            if known is None:
-                continue
-            creatives, holds, reason, account = known
-            extras.creatives[cid] = creatives
-            extras.holds[cid] = holds
-            extras.suspension_reasons[cid] = reason
-            if account is not None:
-                extras.accounts[cid] = account
-        return extras
+        return await _read_extras(self.pg, campaign_ids)
 
     @staticmethod
     async def read_extras(conn: AsyncConnection, campaign_ids: Iterable[UUID]) -> CampaignExtras:
@@ -923,7 +882,6 @@ class SqlUnitOfWork:
         return await _read_extras(await driver_connection(conn), campaign_ids)
 
     async def save_accounts(self, accounts: Sequence[Account], now: datetime) -> None:
-        self._extras = {}
         if not accounts:
             return
         await self.pg.execute(
@@ -981,7 +939,6 @@ class SqlUnitOfWork:
         return {r[0]: _campaign(r) for r in rows}
 
     async def save_creatives(self, items: Sequence[Creative], now: datetime) -> None:
-        self._extras = {}
         if not items:
             return
         await self.pg.execute(
@@ -1012,7 +969,6 @@ class SqlUnitOfWork:
     async def save_holds(
         self, holds: Mapping[UUID, tuple[frozenset[Hold], str | None]], now: datetime
     ) -> None:
-        self._extras = {}
         if not holds:
             return
         await self.pg.execute(
@@ -1147,6 +1103,16 @@ async def _read_extras(pg: Any, campaign_ids: Iterable[UUID]) -> CampaignExtras:
         suspension_reasons=dict.fromkeys(wanted),
     )
     if not wanted:
+        return extras
+    if len(wanted) <= EXTRAS_IN_ONE_UP_TO:
+        for r in await pg.fetch(GET_EXTRAS, wanted):
+            cid, held = r[0], r[2]  # held: (holds, suspension reason), or None without a row
+            extras.creatives[cid] = {cr[1]: _creative_of_record(cid, cr) for cr in r[1]}
+            if held is not None:
+                extras.holds[cid] = frozenset(_HOLD[h] for h in held[0])
+                extras.suspension_reasons[cid] = held[1]
+            if r[3] is not None:
+                extras.accounts[cid] = load_as(Account, r[3])
         return extras
     for r in await pg.fetch(GET_CREATIVES, wanted):
         extras.creatives[r[0]][r[1]] = _creative(r)
