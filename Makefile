@@ -11,8 +11,10 @@ HASH    = $(shell (cat pyproject.toml; echo $(PYTHON)) | sha1sum | cut -c1-12)
 # `make run` needs the runtime and the dev services only; the test tools come with `make test`
 RUN_STAMP  = $(VENV)/.installed-run-$(HASH)
 TEST_STAMP = $(VENV)/.installed-test-$(HASH)
+BENCH_STAMP = $(VENV)/.installed-bench-$(HASH)
 
 # pipefail: the pip install's output goes through a filter, its failure must not be lost
+COMMA := ,
 SHELL       := bash
 .SHELLFLAGS := -o pipefail -c
 
@@ -49,6 +51,10 @@ $(TEST_STAMP): pyproject.toml
 	$(call pip_install,test,the runtime and the test tools)
 	@rm -f $(VENV)/.installed-* && touch $@ $(RUN_STAMP)
 
+$(BENCH_STAMP): $(TEST_STAMP)
+	$(call pip_install,test$(COMMA)bench,the bench tools (the naive worker's SQLModel, py-spy))
+	@touch $@
+
 ## Everything a developer needs (runtime, dev services, test and lint tools)
 install: $(TEST_STAMP)
 
@@ -82,7 +88,7 @@ schemas: install-run
 
 ## End to end on real Kafka + Postgres: create, mix, naive baseline, latency series, due burst
 ## (BENCH_ARGS="--quick" for small sizes, "--only mix --profile bench/results" for py-spy)
-bench: install
+bench: $(BENCH_STAMP)
 	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
 
 ## Rewrite the generated parts of the README and docs/ (state diagram, message examples)

@@ -261,6 +261,54 @@ def _fmt(value: float | None, digits: int = 0) -> str:
     return f"{value:.{digits}f}"
 
 
+# `--state-compare`: the mix again with the worker publishing no `campaign.state` records.
+MIX_NO_STATE = "mix_no_state"
+PUBLISH_STATE_ENV = "CAMPAIGN_WORKER_PUBLISH_STATE"
+
+
+def state_figures(
+    with_state: tuple[float, float], without_state: tuple[float, float]
+) -> dict[str, float]:
+    """The figures of `--state-compare` from (rate per s, worker CPU us per command) of the
+    mix with and without the `campaign.state` record: both, and what the record costs."""
+    return {
+        "mix_with_state_per_s": with_state[0],
+        "mix_with_state_cpu_us_per_cmd": with_state[1],
+        "mix_no_state_per_s": without_state[0],
+        "mix_no_state_cpu_us_per_cmd": without_state[1],
+        "state_record_cpu_us_per_cmd": with_state[1] - without_state[1],
+    }
+
+
+# `--workers N`: the mix again on N processes of one consumer group.
+MIX_WORKERS = "mix_workers"
+
+
+def workers_figures(
+    one: tuple[float, float], group: tuple[float, float], shares: Sequence[float]
+) -> dict[str, float]:
+    """The figures of `--workers N` from (rate per s, worker CPU us per command) of one
+    worker and of the group, and each process's share of the commands processed."""
+    fig = {
+        "mix_workers_per_s": group[0],
+        "mix_workers_cpu_us_per_cmd": group[1],
+        "workers_speedup": group[0] / one[0],
+    }
+    if shares:
+        fig["workers_share_min"] = min(shares)
+        fig["workers_share_max"] = max(shares)
+    return fig
+
+
+def metric_sum(exposition: str, name: str) -> float:
+    """The sum of every sample of one metric in Prometheus text exposition."""
+    total = 0.0
+    for line in exposition.splitlines():
+        if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " "):
+            total += float(line.rsplit(" ", 1)[-1])
+    return total
+
+
 def summary_line(fig: Mapping[str, float | None]) -> str:
     """`bench: mix N/s, cpu X us/cmd, create N/s, naive N/s, ratio R, p99@1000 N ms,
     due100k N s, rss N MB`; a figure not measured in this run prints as '-'."""

@@ -64,7 +64,7 @@ from campaign_worker import topics  # noqa: E402
 from campaign_worker.adapters.db.migrate import upgrade  # noqa: E402
 from campaign_worker.adapters.kafka_client import ensure_topics  # noqa: E402
 from campaign_worker.config import Settings  # noqa: E402
-from campaign_worker.devservices import free_port  # noqa: E402
+from campaign_worker.dev.services import free_port  # noqa: E402
 
 SCENARIOS = ("create", "mix", "naive", "latency", "due")
 
@@ -140,6 +140,54 @@ class Proc:
             say(f"  {self.name} did not stop within {grace:.0f}s: killing it")
             self.proc.kill()
             await self.proc.wait()
+
+
+class ProcGroup:
+    """Several worker processes of one consumer group, measured as one: CPU is their sum,
+    peak RSS the largest, and any of them dying fails the run."""
+
+    def __init__(self, procs: list[Proc]) -> None:
+        self.procs = procs
+        self.name = f"{len(procs)} x {procs[0].name}"
+        self.log_path = procs[0].log_path
+        self.started_at = 0.0
+
+    async def start(self) -> None:
+        await asyncio.gather(*(p.start() for p in self.procs))
+        self.started_at = min(p.started_at for p in self.procs)
+
+    @property
+    def pid(self) -> int:
+        return self.procs[0].pid
+
+    def tail(self, n: int = 3000) -> str:
+        return "\n".join(f"[{p.log_path}]\n{p.tail(n // len(self.procs))}" for p in self.procs)
+
+    def check(self) -> None:
+        for p in self.procs:
+            p.check()
+
+    def cpu(self) -> float:
+        return sum(p.cpu() for p in self.procs)
+
+    def peak_rss_mib(self) -> float:
+        return max(p.peak_rss_mib() for p in self.procs)
+
+    async def stop(self, grace: float = 40) -> None:
+        await asyncio.gather(*(p.stop(grace) for p in self.procs))
+
+
+async def processed_by(proc: Proc) -> float:
+    """The commands a worker processed, from its /metrics (campaign_worker_messages_total)."""
+    port = int(proc.env["CAMPAIGN_WORKER_HTTP_PORT"])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        await writer.drain()
+        text = (await reader.read()).decode(errors="replace")
+    finally:
+        writer.close()
+    return h.metric_sum(text, "campaign_worker_messages_total")
 
 
 # --------------------------------------------------------------------------------------
@@ -389,7 +437,15 @@ class Bench:
         finally:
             await admin.close()
 
-    def worker(self, kind: str, db_url: str, prefix: str, *, scheduler: bool = False) -> Proc:
+    def worker(
+        self,
+        kind: str,
+        db_url: str,
+        prefix: str,
+        *,
+        scheduler: bool = False,
+        extra_env: dict[str, str] | None = None,
+    ) -> Proc:
         env = dict(
             os.environ,
             DATABASE_URL=db_url,
@@ -402,6 +458,8 @@ class Bench:
             CAMPAIGN_WORKER_NOTIFIER="false",
             CAMPAIGN_WORKER_SCHEDULER="true" if scheduler else "false",
         )
+        env.update(self.args.worker_env or {})
+        env.update(extra_env or {})
         if kind == "naive":
             argv = [sys.executable, str(REPO / "bench" / "naive_worker.py")]
         else:
@@ -577,14 +635,28 @@ class Bench:
 
     # ------------------------------------------------------------------ scenarios
 
-    async def throughput(self, label: str, kind: str, plan: h.MixPlan) -> Run:
-        """All commands in Kafka first, then the worker; timed from first outcome to done."""
+    async def throughput(
+        self,
+        label: str,
+        kind: str,
+        plan: h.MixPlan,
+        *,
+        extra_env: dict[str, str] | None = None,
+        workers: int = 1,
+    ) -> Run:
+        """All commands in Kafka first, then the worker (its environment plus `extra_env`;
+        `workers` processes in one group); timed from first outcome to done."""
         say(f"{label}: {len(plan.commands)} commands on the {kind} worker")
         url = await self.new_database(label)
         prefix = await self.topics_for(label)
         db = await asyncpg.connect(url)
         collector = Collector(self.kafka, prefix)
-        proc = self.worker(kind, url, prefix)
+        proc: Any = self.worker(kind, url, prefix, extra_env=extra_env)
+        if workers > 1:
+            proc = ProcGroup(
+                [proc]
+                + [self.worker(kind, url, prefix, extra_env=extra_env) for _ in range(1, workers)]
+            )
         profiler: asyncio.Task[Path | None] | None = None
         try:
             await self.set_up(db, plan)
@@ -601,6 +673,10 @@ class Bench:
                 profiler = asyncio.create_task(self.profile(label, collector, proc))
             t1 = await self.wait_done(label, collector, proc, db, len(plan.commands))
             cpu1, rss = proc.cpu(), proc.peak_rss_mib()
+            shares: list[float] = []
+            if isinstance(proc, ProcGroup):  # how evenly the group's partitions spread
+                counts = [await processed_by(p) for p in proc.procs]
+                shares = [c / (sum(counts) or 1) for c in counts]
             if profiler is not None:
                 await self.stop_profile(label, profiler)
             self.check_refusals(label, collector)
@@ -623,6 +699,10 @@ class Bench:
                 },
                 first_poll=collector.first_poll,
             )
+            if shares:
+                run.extra["processed_share_per_worker"] = [round(x, 3) for x in shares]
+                spread = ", ".join(f"{x:.0%}" for x in shares)
+                say(f"  {label}: share of commands per worker {spread}")
             say(
                 f"  {label}: {run.rate:.0f}/s, {run.cpu_us:.0f} us CPU per command, "
                 f"worker at {run.cpu_share:.0%} of a core, peak RSS {rss:.0f} MiB"
@@ -919,6 +999,21 @@ def report(
         fig["naive_cpu_us_per_cmd"] = runs["naive"].cpu_us
     if "mix" in runs and "naive" in runs:
         fig["ratio"] = runs["mix"].rate / runs["naive"].rate
+    if "mix" in runs and h.MIX_WORKERS in runs:
+        fig.update(
+            h.workers_figures(
+                (runs["mix"].rate, runs["mix"].cpu_us),
+                (runs[h.MIX_WORKERS].rate, runs[h.MIX_WORKERS].cpu_us),
+                runs[h.MIX_WORKERS].extra.get("processed_share_per_worker", []),
+            )
+        )
+    if "mix" in runs and h.MIX_NO_STATE in runs:
+        fig.update(
+            h.state_figures(
+                (runs["mix"].rate, runs["mix"].cpu_us),
+                (runs[h.MIX_NO_STATE].rate, runs[h.MIX_NO_STATE].cpu_us),
+            )
+        )
     for s in steps:
         fig[f"p50_at_{s.offered}_ms"] = s.p50_ms
         fig[f"p99_at_{s.offered}_ms"] = s.p99_ms
@@ -1014,6 +1109,20 @@ async def main(args: argparse.Namespace) -> int:
                 runs["mix"] = await bench.throughput(
                     "mix", "worker", h.mix_plan(h.units_for(args.messages))
                 )
+                if args.workers > 1:  # the same mix, N processes in one group
+                    runs[h.MIX_WORKERS] = await bench.throughput(
+                        h.MIX_WORKERS,
+                        "worker",
+                        h.mix_plan(h.units_for(args.messages)),
+                        workers=args.workers,
+                    )
+                if args.state_compare:  # the same mix, the worker without campaign.state
+                    runs[h.MIX_NO_STATE] = await bench.throughput(
+                        h.MIX_NO_STATE,
+                        "worker",
+                        h.mix_plan(h.units_for(args.messages)),
+                        extra_env={h.PUBLISH_STATE_ENV: "false"},
+                    )
             if "naive" in only:
                 runs["naive"] = await bench.throughput(
                     "naive", "naive", h.mix_plan(h.units_for(args.naive_messages))
@@ -1072,6 +1181,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--only", action="append", choices=SCENARIOS, help="run this scenario (repeatable)"
     )
     parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        type=lambda s: tuple(s.split("=", 1)),
+        metavar="NAME=VALUE",
+        help="an environment variable for every worker this run starts (repeatable), "
+        "e.g. to compare a setting",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="also run the mix on this many worker processes in one group (CPU summed; "
+        "speedup against one, and each one's share of the commands)",
+    )
+    parser.add_argument(
+        "--state-compare",
+        action="store_true",
+        help="run the mix a second time with CAMPAIGN_WORKER_PUBLISH_STATE=false and print "
+        "what the campaign.state record costs (state_record_cpu_us_per_cmd)",
+    )
     parser.add_argument("--partitions", type=int, default=6, help="partitions per topic (6)")
     parser.add_argument(
         "--stall-timeout", type=float, default=120, help="fail after this long without progress"
@@ -1082,6 +1212,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="py-spy record the worker during mix (and naive) into DIR/profile-LABEL.txt",
     )
     args = parser.parse_args(argv)
+    args.worker_env = dict(args.worker_env or ())
     quick = args.quick
     defaults = {
         "messages": 3000 if quick else 20000,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -126,6 +127,7 @@ class Worker:
         if self.notifier is not None and self.settings.notifier_enabled:
             self.notifier.start()
             self._started.add("notifier")
+        tune_gc()  # the startup heap is built: freeze it
         self._running = True
         log.info(
             "campaign-worker running: group %s, topics %s, http :%d",
@@ -278,6 +280,21 @@ def money_rules(settings: Settings) -> MoneyRules:
     )
 
 
+# The cyclic collector's young-generation threshold: a batch allocates hundreds of thousands
+# of short-lived objects (dataclasses, rows, events), and at the default of 700 the collector
+# ran thousands of times per batch, older generations every few batches; the mix measured
+# 9-12% less worker CPU per command with this (and the startup heap frozen).
+GC_THRESHOLDS = (20_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """Move everything built so far (modules, settings, the wiring) out of the collector's
+    sight for good, and collect the young generation less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def build_worker(settings: Settings) -> Worker:
     # every inbound type's command has its one handler, or the worker does not start
     check_routes(spec.command for spec in INBOUND_TYPES.values())
@@ -302,6 +319,9 @@ def build_worker(settings: Settings) -> Worker:
         metrics=metrics,
         batch_size=settings.relay_batch_size,
         poll_interval_s=settings.relay_poll_interval_s,
+        inbox_retention_s=settings.inbox_retention_s,
+        inbox_prune_interval_s=settings.inbox_prune_interval_s,
+        inbox_prune_batch_size=settings.inbox_prune_batch_size,
     )
     notifier = Notifier(
         engine,

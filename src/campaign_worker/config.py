@@ -288,6 +288,26 @@ class Settings(BaseSettings):
     notifier_poll_interval_s: float = Field(
         1.0, gt=0, validation_alias=_env("CAMPAIGN_WORKER_NOTIFIER_POLL_INTERVAL_S")
     )
+    inbox_retention_s: float = Field(
+        7 * 24 * 3600.0,
+        gt=0,
+        validation_alias=_env("CAMPAIGN_WORKER_INBOX_RETENTION_S"),
+        description="Inbox rows (the ids of processed messages) older than this are deleted; "
+        "a message redelivered later than this after its first processing is no longer "
+        "recognised as a duplicate. Keep it well above any redelivery or replay window.",
+    )
+    inbox_prune_interval_s: float = Field(
+        60.0,
+        gt=0,
+        validation_alias=_env("CAMPAIGN_WORKER_INBOX_PRUNE_INTERVAL_S"),
+        description="How often the relay leader deletes expired inbox rows.",
+    )
+    inbox_prune_batch_size: int = Field(
+        5000,
+        gt=0,
+        validation_alias=_env("CAMPAIGN_WORKER_INBOX_PRUNE_BATCH_SIZE"),
+        description="Inbox rows deleted per statement (one short transaction each).",
+    )
 
     @classmethod
     def settings_customise_sources(

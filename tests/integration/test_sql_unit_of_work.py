@@ -110,3 +110,51 @@ def test_json_text_is_what_json_dumps_writes(value: object) -> None:
 def test_json_text_refuses_what_json_cannot_hold() -> None:
     with pytest.raises(TypeError):
         _dumps({"at": datetime.now(UTC)})
+
+
+async def test_extras_of_a_few_campaigns_in_one_statement_are_those_of_three(
+    engine: AsyncEngine,
+) -> None:
+    """Up to EXTRAS_IN_ONE_UP_TO campaigns, creatives, holds and accounts come from one
+    statement, beyond it from three: both give the same extras."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from campaign_worker.adapters.db.uow import EXTRAS_IN_ONE_UP_TO
+    from campaign_worker.domain.serving import Hold
+    from campaign_worker.domain.settlement import Account
+    from tests.contract.test_unit_of_work import creative
+
+    campaigns = [campaign_in(Status.LIVE) for _ in range(EXTRAS_IN_ONE_UP_TO + 6)]
+    ids = [c.id for c in campaigns]
+    first, second = ids[0], ids[1]
+    tombstone = replace(
+        creative(first, "cr-2"), deleted=True, deleted_at=NOW - timedelta(minutes=5), version=2
+    )
+    async with SqlUnitOfWork(engine) as uow:
+        await uow.save_campaigns(campaigns, NOW)
+        await uow.save_creatives([creative(first, "cr-1"), tombstone, creative(second, "a")], NOW)
+        await uow.save_holds(
+            {
+                first: (frozenset({Hold.SUSPENDED, Hold.BILLING_ERROR}), "policy breach"),
+                second: (frozenset(), None),
+            },
+            NOW,
+        )
+        await uow.save_accounts([Account.open(campaigns[0]), Account.open(campaigns[2])], NOW)
+        await uow.commit()
+
+    unknown = uuid.uuid4()
+    async with SqlUnitOfWork(engine) as uow:
+        many = await uow.load_extras([*ids, unknown])  # three statements
+        assert await uow.lock_campaigns(ids[:10]) == {c.id: c for c in campaigns[:10]}
+        few = await uow.load_extras([*ids[:10], unknown])  # one statement
+    assert many.creatives[first] == {"cr-1": creative(first, "cr-1"), "cr-2": tombstone}
+    assert many.holds[first] == frozenset({Hold.SUSPENDED, Hold.BILLING_ERROR})
+    assert many.suspension_reasons[first] == "policy breach"
+    assert set(many.accounts) == {ids[0], ids[2]}
+    wanted = [*ids[:10], unknown]
+    assert few.creatives == {k: many.creatives[k] for k in wanted}
+    assert few.holds == {k: many.holds[k] for k in wanted}
+    assert few.suspension_reasons == {k: many.suspension_reasons[k] for k in wanted}
+    assert few.accounts == {k: v for k, v in many.accounts.items() if k in wanted}

@@ -114,3 +114,57 @@ def test_profile_summary_attributes_samples_to_libraries() -> None:
     text = summarise(raw)
     assert "10 samples" in text
     assert "60.0%  sqlalchemy" in text and "30.0%  campaign_worker.service" in text
+
+
+def test_state_figures_are_both_runs_and_their_difference() -> None:
+    fig = h.state_figures((2000.0, 300.0), (2400.0, 260.0))
+    assert fig == {
+        "mix_with_state_per_s": 2000.0,
+        "mix_with_state_cpu_us_per_cmd": 300.0,
+        "mix_no_state_per_s": 2400.0,
+        "mix_no_state_cpu_us_per_cmd": 260.0,
+        "state_record_cpu_us_per_cmd": 40.0,
+    }
+
+
+def test_state_compare_prints_its_figures_before_an_unchanged_summary_line() -> None:
+    from bench.throughput import Run, parse_args, report
+
+    assert parse_args(["--only", "mix", "--state-compare"]).state_compare
+    assert not parse_args(["--only", "mix"]).state_compare
+    runs = {
+        "mix": Run("mix", 1010, 2.0, 0.3, 100.0, first_poll=10),
+        h.MIX_NO_STATE: Run(h.MIX_NO_STATE, 1010, 1.0, 0.25, 90.0, first_poll=10),
+    }
+    text, document = report(runs, [], None, 100_000)
+    lines = text.splitlines()
+    assert lines[-1] == (
+        "bench: mix 500/s, cpu 300 us/cmd, create -/s, naive -/s, ratio -, "
+        "p99@1000 - ms, due100k - s, rss 100 MB"
+    )
+    assert "state_record_cpu_us_per_cmd: 50.0" in lines[:-1]
+    assert "mix_no_state_cpu_us_per_cmd: 250.0" in lines[:-1]
+    assert "mix_with_state_cpu_us_per_cmd: 300.0" in lines[:-1]
+    assert document["figures"]["state_record_cpu_us_per_cmd"] == 50.0
+    assert any(line.startswith(h.MIX_NO_STATE) for line in lines)  # its row in the table
+
+
+def test_workers_figures_give_the_speedup_and_the_spread_of_the_commands() -> None:
+    fig = h.workers_figures((1000.0, 300.0), (1500.0, 320.0), [0.4, 0.6])
+    assert fig["workers_speedup"] == 1.5
+    assert (fig["mix_workers_per_s"], fig["mix_workers_cpu_us_per_cmd"]) == (1500.0, 320.0)
+    assert (fig["workers_share_min"], fig["workers_share_max"]) == (0.4, 0.6)
+    assert "workers_share_min" not in h.workers_figures((1.0, 1.0), (2.0, 1.0), [])
+
+
+def test_metric_sum_adds_every_sample_of_one_metric_only() -> None:
+    text = (
+        "# HELP campaign_worker_messages_total Messages.\n"
+        "# TYPE campaign_worker_messages_total counter\n"
+        'campaign_worker_messages_total{topic="a",type="x",outcome="applied"} 120.0\n'
+        'campaign_worker_messages_total{topic="b",type="y",outcome="rejected"} 3.0\n'
+        'campaign_worker_messages_created{topic="a",type="x",outcome="applied"} 1.7e9\n'
+        "campaign_worker_messages_total_other 5.0\n"
+    )
+    assert h.metric_sum(text, "campaign_worker_messages_total") == 123.0
+    assert h.metric_sum(text, "campaign_worker_nothing") == 0.0

@@ -78,6 +78,11 @@ class Metrics:
             "Relay rounds that failed to publish (rows stay and are retried).",
             registry=r,
         )
+        self.inbox_pruned = Counter(
+            "campaign_worker_inbox_pruned_total",
+            "Inbox rows deleted by the retention (older than CAMPAIGN_WORKER_INBOX_RETENTION_S).",
+            registry=r,
+        )
 
         # Consumer lag of the worker's own group (adapters/lag.py; topic = contract name).
         tp = ["topic", "partition"]

@@ -20,7 +20,7 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -42,6 +42,28 @@ DELETE_OUTBOX = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
 # The backlog gauge after a full round: the newest id minus the last one published (an
 # index lookup; ids skipped by rolled-back transactions make it an upper bound).
 NEWEST_OUTBOX_ID = "SELECT max(id) FROM outbox"
+# Inbox retention: one bounded batch of the oldest expired rows per statement (the index of
+# migration 0009 on received_at finds them without reading the rest of the table).
+PRUNE_INBOX = (
+    "DELETE FROM inbox WHERE message_id IN (SELECT message_id FROM inbox"
+    " WHERE received_at < $1 ORDER BY received_at LIMIT $2)"
+)
+
+
+async def prune_inbox(
+    pg: Any, older_than: datetime, *, batch_size: int, max_batches: int = 20
+) -> tuple[int, bool]:
+    """Delete inbox rows received before `older_than`, `batch_size` at a time, each batch its
+    own short statement (no long lock, no long transaction), at most `max_batches` of them.
+    Returns how many rows went and whether expired rows may remain (the last batch was full)."""
+    deleted = 0
+    for _ in range(max_batches):
+        status = await pg.execute(PRUNE_INBOX, older_than, batch_size)
+        n = int(status.rsplit(" ", 1)[-1])
+        deleted += n
+        if n < batch_size:
+            return deleted, False
+    return deleted, True
 
 
 @lru_cache(maxsize=1 << 16)
@@ -81,6 +103,9 @@ class OutboxRelay:
         metrics: Metrics,
         batch_size: int = 1000,
         poll_interval_s: float = 0.2,
+        inbox_retention_s: float | None = None,
+        inbox_prune_interval_s: float = 60.0,
+        inbox_prune_batch_size: int = 5000,
     ) -> None:
         self._engine = engine
         self._producer = producer
@@ -88,6 +113,11 @@ class OutboxRelay:
         self._metrics = metrics
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
+        self._inbox_retention = (
+            timedelta(seconds=inbox_retention_s) if inbox_retention_s is not None else None
+        )
+        self._prune_interval_s = inbox_prune_interval_s
+        self._prune_batch_size = inbox_prune_batch_size
         self._topics: dict[str, str] = {}
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -142,11 +172,41 @@ class OutboxRelay:
     async def _lead(self, pg: Any) -> None:
         # Reads and deletes run on the connection that holds the lock: no pool checkout per
         # round, and a lost connection (and with it the lock) fails the very next round.
+        loop = asyncio.get_running_loop()
+        next_prune = loop.time()  # the leader prunes once when it takes over, then every interval
         while not self._stopping.is_set():
             published = await self._publish(pg)
+            if self._inbox_retention is not None and loop.time() >= next_prune:
+                more = await self._prune(pg)
+                # a backlog of expired rows goes in bounded passes between publishing rounds
+                next_prune = loop.time() + (0.0 if more else self._prune_interval_s)
             if published == 0:
                 self._idle.set()
                 await self._pause(self._poll_interval_s)
+
+    async def _prune(self, pg: Any) -> bool:
+        """One retention pass on the leader's connection; True if expired rows remain. A
+        failed pass is logged and tried again an interval later: it must not stop publishing
+        (a lost connection fails the next publishing round anyway)."""
+        assert self._inbox_retention is not None
+        try:
+            deleted, more = await prune_inbox(
+                pg,
+                datetime.now(UTC) - self._inbox_retention,
+                batch_size=self._prune_batch_size,
+                max_batches=4,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.warning(
+                "inbox retention failed: %r; next pass in %.0fs", error, self._prune_interval_s
+            )
+            return False
+        if deleted:
+            self._metrics.inbox_pruned.inc(deleted)
+            log.debug("inbox retention deleted %d rows", deleted)
+        return more
 
     async def publish_once(self) -> int:
         """Publish one batch of the oldest rows; return how many went out."""

@@ -36,6 +36,8 @@ inbox = Table(
     Column("offset", BigInteger, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+# The retention (the relay leader) deletes the oldest rows past CAMPAIGN_WORKER_INBOX_RETENTION_S.
+Index("ix_inbox_received_at", inbox.c.received_at)
 
 # Messages waiting to be published. Only the relay reads it; rows are deleted once Kafka
 # has acknowledged them. `id` order is publication order. A queue table: autovacuum runs on

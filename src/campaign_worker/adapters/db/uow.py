@@ -303,6 +303,23 @@ def _creative(r: Sequence[Any]) -> Creative:
     )
 
 
+def _creative_of_record(campaign_id: UUID, r: Sequence[Any]) -> Creative:
+    """A creative from a record of `_CREATIVE_COLUMNS` (content decoded), in that order."""
+    return Creative(
+        id=r[1],
+        campaign_id=campaign_id,
+        name=r[2],
+        ad_unit_id=r[3],
+        content=CreativeContent(**r[4]),
+        status=_CREATIVE_STATUS[r[5]],
+        rejection_reason=r[6],
+        deleted=r[7],
+        deleted_at=r[8],
+        version=r[9],
+        paused=r[10],
+    )
+
+
 def row_to_product(r: Any) -> AdProduct:
     return AdProduct(
         id=r.id,
@@ -520,6 +537,26 @@ SAVE_HOLDS = _upsert(
 GET_ACCOUNTS = (
     "SELECT campaign_id, account FROM campaign_accounts WHERE campaign_id = ANY($1::uuid[])"
 )
+# Up to this many campaigns, their extras come from one statement (GET_EXTRAS) instead of
+# three. Beyond it, three `= ANY` reads cost Postgres less than subqueries per campaign
+# (measured on 100,000 campaigns: equal at about 100 ids, 4-5 ms more at 500), and the round
+# trips saved are a small part of a large batch.
+EXTRAS_IN_ONE_UP_TO = 64
+
+# The creatives (an array of rows, in id order), the holds (a row, or null) and the account of
+# each campaign, each a subquery by primary key. It runs after the lock, as its own statement:
+# read in the locking statement itself, a batch that waited for another one's lock would see
+# that one's extras as they were before it committed (the statement's snapshot).
+_CREATIVE_FIELDS = ", ".join(f'cr."{c}"' for c, _ in _CREATIVE_COLUMNS)
+GET_EXTRAS = (
+    "SELECT w.id,"
+    f" ARRAY(SELECT ROW({_CREATIVE_FIELDS}) FROM creatives cr"
+    " WHERE cr.campaign_id = w.id ORDER BY cr.id),"
+    " (SELECT ROW(h.holds, h.suspension_reason) FROM campaign_holds h"
+    " WHERE h.campaign_id = w.id),"
+    " (SELECT a.account FROM campaign_accounts a WHERE a.campaign_id = w.id)"
+    " FROM unnest($1::uuid[]) AS w(id)"
+)
 SAVE_ACCOUNTS = _upsert(
     "campaign_accounts",
     (
@@ -655,6 +692,7 @@ STATEMENTS: Mapping[str, str] = {
     "GET_HOLDS": GET_HOLDS,
     "SAVE_HOLDS": SAVE_HOLDS,
     "GET_ACCOUNTS": GET_ACCOUNTS,
+    "GET_EXTRAS": GET_EXTRAS,
     "SAVE_ACCOUNTS": SAVE_ACCOUNTS,
     "ADD_LEDGER_ROWS": ADD_LEDGER_ROWS,
     "ADD_STATEMENTS": ADD_STATEMENTS,
@@ -1065,6 +1103,16 @@ async def _read_extras(pg: Any, campaign_ids: Iterable[UUID]) -> CampaignExtras:
         suspension_reasons=dict.fromkeys(wanted),
     )
     if not wanted:
+        return extras
+    if len(wanted) <= EXTRAS_IN_ONE_UP_TO:
+        for r in await pg.fetch(GET_EXTRAS, wanted):
+            cid, held = r[0], r[2]  # held: (holds, suspension reason), or None without a row
+            extras.creatives[cid] = {cr[1]: _creative_of_record(cid, cr) for cr in r[1]}
+            if held is not None:
+                extras.holds[cid] = frozenset(_HOLD[h] for h in held[0])
+                extras.suspension_reasons[cid] = held[1]
+            if r[3] is not None:
+                extras.accounts[cid] = load_as(Account, r[3])
         return extras
     for r in await pg.fetch(GET_CREATIVES, wanted):
         extras.creatives[r[0]][r[1]] = _creative(r)
