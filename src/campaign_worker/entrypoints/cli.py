@@ -21,10 +21,12 @@ from campaign_worker import topics
 from campaign_worker.config import Settings
 from campaign_worker.entrypoints import cli_ops
 from campaign_worker.entrypoints.cli_ops import (
+    EXAMPLE_CAMPAIGN,
     EXIT_NOT_OK,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     CliError,
+    campaign_id_arg,
     default_dev_dir,
     load_settings,
     reaching_database,
@@ -200,9 +202,6 @@ def cmd_dev(args: argparse.Namespace) -> int:
     finally:
         for handle in reversed(handles):
             handle.stop()
-
-
-EXAMPLE_CAMPAIGN = "6b1a0f8e-3c2d-4e5f-8a9b-0c1d2e3f4a5b"
 
 
 def _command(type_: str, role: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -433,17 +432,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def _campaign_id(text: str) -> str:
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        raise CliError(f"{text!r} is not a campaign id (a UUID, like {EXAMPLE_CAMPAIGN})") from None
-
-
 def _report(campaign_id: str) -> dict[str, Any]:
     from campaign_worker.adapters.db.queries import campaign_report
 
-    cid = _campaign_id(campaign_id)
+    cid = campaign_id_arg(campaign_id)
     settings = load_settings()
     with reaching_database(settings):
         report = asyncio.run(campaign_report(settings, cid))

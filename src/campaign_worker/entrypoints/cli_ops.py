@@ -535,7 +535,7 @@ def cmd_state_republish(args: argparse.Namespace) -> int:
         raise CliError("--restart goes with --all")
     settings = load_settings()
     if args.campaign:
-        ids = [uuid.UUID(_campaign_id(c)) for c in args.campaign]
+        ids = [uuid.UUID(campaign_id_arg(c)) for c in args.campaign]
         result = _with_engine(
             settings, lambda e: republish_campaigns(e, ids, batch_size=args.batch_size)
         )
@@ -597,11 +597,15 @@ def cmd_state_republish(args: argparse.Namespace) -> int:
     return 0
 
 
-def _campaign_id(text: str) -> str:
+EXAMPLE_CAMPAIGN = "6b1a0f8e-3c2d-4e5f-8a9b-0c1d2e3f4a5b"
+
+
+def campaign_id_arg(text: str) -> str:
+    """A campaign id given on the command line, in its canonical form."""
     try:
         return str(uuid.UUID(text))
     except ValueError:
-        raise CliError(f"{text!r} is not a campaign id (a UUID)") from None
+        raise CliError(f"{text!r} is not a campaign id (a UUID, like {EXAMPLE_CAMPAIGN})") from None
 
 
 # ------------------------------------------------------------------------------------ schemas

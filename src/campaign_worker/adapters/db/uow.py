@@ -286,28 +286,12 @@ def row_to_creative(r: Any) -> Creative:
     )
 
 
-def _creative(r: Sequence[Any]) -> Creative:
-    """A creative from the values of `_CREATIVE_COLUMNS`, in that order."""
+def _creative(r: Sequence[Any], campaign_id: UUID | None = None) -> Creative:
+    """A creative from the values of `_CREATIVE_COLUMNS`, in that order (content decoded);
+    `campaign_id` when the record leaves it out (its first value is then ignored)."""
     return Creative(
         id=r[1],
-        campaign_id=r[0],
-        name=r[2],
-        ad_unit_id=r[3],
-        content=CreativeContent(**r[4]),
-        status=_CREATIVE_STATUS[r[5]],
-        rejection_reason=r[6],
-        deleted=r[7],
-        deleted_at=r[8],
-        version=r[9],
-        paused=r[10],
-    )
-
-
-def _creative_of_record(campaign_id: UUID, r: Sequence[Any]) -> Creative:
-    """A creative from a record of `_CREATIVE_COLUMNS` (content decoded), in that order."""
-    return Creative(
-        id=r[1],
-        campaign_id=campaign_id,
+        campaign_id=r[0] if campaign_id is None else campaign_id,
         name=r[2],
         ad_unit_id=r[3],
         content=CreativeContent(**r[4]),
@@ -1107,7 +1091,7 @@ async def _read_extras(pg: Any, campaign_ids: Iterable[UUID]) -> CampaignExtras:
     if len(wanted) <= EXTRAS_IN_ONE_UP_TO:
         for r in await pg.fetch(GET_EXTRAS, wanted):
             cid, held = r[0], r[2]  # held: (holds, suspension reason), or None without a row
-            extras.creatives[cid] = {cr[1]: _creative_of_record(cid, cr) for cr in r[1]}
+            extras.creatives[cid] = {cr[1]: _creative(cr, cid) for cr in r[1]}
             if held is not None:
                 extras.holds[cid] = frozenset(_HOLD[h] for h in held[0])
                 extras.suspension_reasons[cid] = held[1]
