@@ -15,6 +15,7 @@ from campaign_worker.entrypoints.translate import translate
 from campaign_worker.service.batch import Batch, State
 from campaign_worker.service.inbound import Source
 from campaign_worker.service.processor import Processor, RetryPolicy
+from tests.support.kafka_io import cloudevent
 from tests.support.schemas import validate_outgoing
 from tests.unit.fakes import FakeUnitOfWork, Store
 
@@ -47,16 +48,8 @@ class World:
     def item(self, type_: str, subject: str, data: dict[str, Any] | None = None) -> Any:
         topic, role, actor = SENDERS[type_.split(".")[0]]
         self.offset += 1
-        event = {
-            "specversion": "1.0",
-            "id": str(uuid.uuid4()),
-            "source": "/t",
-            "type": type_,
-            "subject": subject,
-            "actorrole": role,
-            "actorid": actor,
-            "data": data if data is not None else message_example(type_),
-        }
+        data = data if data is not None else message_example(type_)
+        event = cloudevent(type_, subject, data, actorrole=role, actorid=actor)
         raw = json.dumps(event).encode()
         return translate(Source(topic, 0, self.offset, b"k", raw), max_bytes=100_000)
 
@@ -104,14 +97,7 @@ class World:
         async with FakeUnitOfWork(self.store) as uow:
             campaigns = await uow.lock_campaigns([uuid.UUID(cid)])
             extras = await uow.load_extras(campaigns)
-        state = State(
-            campaigns=campaigns,
-            products={},
-            creatives=extras.creatives,
-            holds=extras.holds,
-            suspension_reasons=extras.suspension_reasons,
-            accounts=extras.accounts,
-        )
+        state = State.loaded(campaigns, extras)
         return Batch(updated_at, state).state_of(campaigns[uuid.UUID(cid)], updated_at).data()
 
 

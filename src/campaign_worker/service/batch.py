@@ -37,6 +37,7 @@ from campaign_worker.service import outbound as out
 from campaign_worker.service.envelope import OutboxMessage
 from campaign_worker.service.inbound import Inbound
 from campaign_worker.service.unit_of_work import (
+    CampaignExtras,
     HistoryEntry,
     LedgerRow,
     NotificationRequest,
@@ -64,6 +65,25 @@ class State:
     # per ad product: campaign id -> (LIVE impressions, LIVE clicks) of the campaigns with
     # enough LIVE impressions to be a relevance peer (as stored before this batch)
     relevance_peers: dict[str, dict[UUID, tuple[int, int]]] = field(default_factory=dict)
+
+    @classmethod
+    def loaded(
+        cls,
+        campaigns: dict[UUID, Campaign],
+        extras: CampaignExtras,
+        products: dict[str, AdProduct] | None = None,
+        **rest: Any,
+    ) -> State:
+        """The state of `campaigns` with what `UnitOfWork.load_extras` read for them."""
+        return cls(
+            campaigns=campaigns,
+            products=products if products is not None else {},
+            creatives=extras.creatives,
+            holds=extras.holds,
+            suspension_reasons=extras.suspension_reasons,
+            accounts=extras.accounts,
+            **rest,
+        )
 
 
 @dataclass

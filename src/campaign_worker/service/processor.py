@@ -313,14 +313,11 @@ class Processor:
         categories = await uow.get_categories(
             {t for c in campaigns.values() for t in (*c.targeting.categories, *c.targeting.groups)}
         )
-        return State(
-            campaigns=campaigns,
-            products=products,
-            creatives=extras.creatives,
-            holds=extras.holds,
-            suspension_reasons=extras.suspension_reasons,
+        return State.loaded(
+            campaigns,
+            extras,
+            products,
             categories=categories,
-            accounts=extras.accounts,
             status_history=await uow.status_history({c for w in wants for c in w.status_history}),
             relevance_peers=peers,
         )

@@ -67,17 +67,7 @@ async def _write_states(
     updated: dict[uuid.UUID, datetime] = {
         r[0]: r[1] for r in await uow.pg.fetch(_UPDATED_AT, list(campaigns))
     }
-    batch = Batch(
-        now,
-        State(
-            campaigns=campaigns,
-            products={},
-            creatives=extras.creatives,
-            holds=extras.holds,
-            suspension_reasons=extras.suspension_reasons,
-            accounts=extras.accounts,
-        ),
-    )
+    batch = Batch(now, State.loaded(campaigns, extras))
     await uow.add_outbox(
         [
             out.to_outbox(
