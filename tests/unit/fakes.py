@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Self
+from typing import Any, Self
 from uuid import UUID
 
 from campaign_worker.domain.model import AdProduct, Campaign, CategoryState, Creative, Status
 from campaign_worker.domain.serving import Hold
 from campaign_worker.domain.settlement import Account, Statement
+from campaign_worker.entrypoints.messages import INBOUND_TYPES
+from campaign_worker.entrypoints.translate import translate
 from campaign_worker.service.envelope import OutboxMessage
+from campaign_worker.service.inbound import Item, Source
 from campaign_worker.service.unit_of_work import (
     CampaignExtras,
     DeadLetterEntry,
@@ -22,6 +26,12 @@ from campaign_worker.service.unit_of_work import (
     LedgerRow,
     NotificationRequest,
 )
+
+
+def translated(event: dict[str, Any], offset: int = 0, key: bytes = b"k") -> Item:
+    """`event` as the processor receives it: a record on its type's topic, translated."""
+    topic = INBOUND_TYPES[event["type"]].topic
+    return translate(Source(topic, 0, offset, key, json.dumps(event).encode()), max_bytes=100_000)
 
 
 @dataclass

@@ -19,21 +19,12 @@ from campaign_worker.domain.ledger import Ledger
 from campaign_worker.domain.model import Status
 from campaign_worker.domain.serving import Hold
 from campaign_worker.domain.settlement import Account, MoneyRules
-from campaign_worker.entrypoints.translate import translate
-from campaign_worker.service.inbound import Source
 from campaign_worker.service.processor import Processor, RetryPolicy
-from tests.unit.fakes import FakeUnitOfWork, Store
+from tests.unit.fakes import FakeUnitOfWork, Store, translated
 
 START = datetime(2030, 1, 1, tzinfo=UTC)
 END = datetime(2030, 2, 1, tzinfo=UTC)
 GRACE = timedelta(hours=1)
-TOPICS = {
-    "campaign": "campaign.commands",
-    "review": "campaign.reviews",
-    "payment": "campaign.payments",
-    "delivery": "campaign.delivery",
-    "catalog": "campaign.catalog",
-}
 ROLES = {
     "campaign": ("advertiser", "adv-1"),
     "review": ("publisher", "pub-1"),
@@ -87,11 +78,7 @@ class World:
             **envelope,
         }
         self.offset += 1
-        item = translate(
-            Source(TOPICS[prefix], 0, self.offset, b"k", json.dumps(event).encode()),
-            max_bytes=100_000,
-        )
-        await self.processor.process([item])
+        await self.processor.process([translated(event, self.offset)])
         return str(event["id"])
 
     def out(self, type_: str, cid: str | None = None) -> list[dict[str, Any]]:
@@ -508,12 +495,7 @@ async def test_peers_figures_are_read_once_per_batch() -> None:
                     "spend": {"amount": "1.00", "currency": "EUR"},
                 },
             }
-            items.append(
-                translate(
-                    Source("campaign.delivery", 0, 100 + hour, b"k", json.dumps(body).encode()),
-                    max_bytes=100_000,
-                )
-            )
+            items.append(translated(body, 100 + hour))
         w.clock.now = START + timedelta(hours=4)
         await w.processor.process(items)
     finally:

@@ -27,13 +27,11 @@ from campaign_worker.adapters.mailer import (
     checked_address,
     classify,
 )
-from campaign_worker.entrypoints.translate import translate
-from campaign_worker.service.inbound import Source
 from campaign_worker.service.notifications import KINDS, one_line
 from campaign_worker.service.processor import Processor, RetryPolicy
 from tests.support.fake_smtp import FakeSmtp
 from tests.support.schemas import validate_outgoing
-from tests.unit.fakes import FakeUnitOfWork, Store
+from tests.unit.fakes import FakeUnitOfWork, Store, translated
 
 T0 = datetime(2029, 12, 1, tzinfo=UTC)
 START = datetime(2030, 1, 1, tzinfo=UTC)
@@ -80,12 +78,6 @@ class World:
         role: str = "advertiser",
         id_: str | None = None,
     ) -> dict[str, Any]:
-        topic = {
-            "campaign": "campaign.commands",
-            "review": "campaign.reviews",
-            "schedule": "campaign.schedule",
-            "catalog": "campaign.catalog",
-        }[type_.split(".")[0]]
         event = {
             "specversion": "1.0",
             "id": id_ or str(uuid.uuid4()),
@@ -98,11 +90,7 @@ class World:
             "data": data or {},
         }
         self.offset += 1
-        item = translate(
-            Source(topic, 0, self.offset, cid.encode(), json.dumps(event).encode()),
-            max_bytes=100_000,
-        )
-        await self.processor().process([item])
+        await self.processor().process([translated(event, self.offset, cid.encode())])
         return event
 
     async def booked(self, title: str = "Winter sale", email_: str = "ada@example.com") -> str:

@@ -7,7 +7,6 @@ reason."""
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from pathlib import Path
@@ -32,9 +31,8 @@ from campaign_worker.domain.lifecycle import TRANSITIONS
 from campaign_worker.domain.model import Actor, Role, Trigger
 from campaign_worker.domain.permissions import OWN_ACTIONS, PERMISSIONS, TOPICS, check
 from campaign_worker.entrypoints.messages import INBOUND_TYPES
-from campaign_worker.entrypoints.translate import translate
-from campaign_worker.service.inbound import Inbound, Source
-from tests.unit.fakes import Store
+from campaign_worker.service.inbound import Inbound
+from tests.unit.fakes import Store, translated
 from tests.unit.test_processor import processor
 from tests.unit.test_routing import SAMPLES
 
@@ -201,11 +199,6 @@ def event(type_: str, subject: str, data: dict[str, Any], who: str) -> dict[str,
     return e
 
 
-def item(e: dict[str, Any], offset: int = 0) -> Any:
-    topic = INBOUND_TYPES[e["type"]].topic
-    return translate(Source(topic, 0, offset, b"k", json.dumps(e).encode()), max_bytes=100_000)
-
-
 async def outcome_of(type_: str, who: str) -> str:
     """Send `type_` as `who` at an existing campaign of adv-1 with a creative (or, for
     campaign.create, at a new one) and return what became of it."""
@@ -219,13 +212,13 @@ async def outcome_of(type_: str, who: str) -> str:
         event("creative.create", cid, SAMPLES["creative.create"], "owner"),
     ]
     for n, e in enumerate(setup):
-        report = await processor(store).process([item(e, n)])
+        report = await processor(store).process([translated(e, n)])
         assert len(report.applied) == 1, (e["type"], report.rejected)
     data = dict(SAMPLES[type_])
     if type_ == "campaign.duplicate":
         data["new_campaign_id"] = str(uuid.uuid4())
     subject = str(uuid.uuid4()) if type_ == "campaign.create" else cid
-    msg = item(event(type_, subject, data, who), 10)
+    msg = translated(event(type_, subject, data, who), 10)
     assert isinstance(msg, Inbound), msg
     report = await processor(store).process([msg])
     assert not report.dead_lettered and not report.duplicates

@@ -11,23 +11,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from campaign_worker.entrypoints.cli import message_example
-from campaign_worker.entrypoints.translate import translate
 from campaign_worker.service.batch import Batch, State
-from campaign_worker.service.inbound import Source
 from campaign_worker.service.processor import Processor, RetryPolicy
 from tests.support.kafka_io import cloudevent
 from tests.support.schemas import validate_outgoing
-from tests.unit.fakes import FakeUnitOfWork, Store
+from tests.unit.fakes import FakeUnitOfWork, Store, translated
 
 START = datetime(2030, 1, 1, tzinfo=UTC)
 END = datetime(2030, 2, 1, tzinfo=UTC)
-SENDERS = {  # type prefix -> (topic, role, actor id)
-    "campaign": ("campaign.commands", "advertiser", "adv-1"),
-    "creative": ("campaign.commands", "advertiser", "adv-1"),
-    "review": ("campaign.reviews", "publisher", "pub-1"),
-    "payment": ("campaign.payments", "system", "payments"),
-    "delivery": ("campaign.delivery", "system", "ad-server"),
-    "catalog": ("campaign.catalog", "publisher", "pub-1"),
+SENDERS = {  # type prefix -> (role, actor id)
+    "campaign": ("advertiser", "adv-1"),
+    "creative": ("advertiser", "adv-1"),
+    "review": ("publisher", "pub-1"),
+    "payment": ("system", "payments"),
+    "delivery": ("system", "ad-server"),
+    "catalog": ("publisher", "pub-1"),
 }
 
 
@@ -46,12 +44,12 @@ class World:
         )
 
     def item(self, type_: str, subject: str, data: dict[str, Any] | None = None) -> Any:
-        topic, role, actor = SENDERS[type_.split(".")[0]]
+        role, actor = SENDERS[type_.split(".")[0]]
         self.offset += 1
         data = data if data is not None else message_example(type_)
-        event = cloudevent(type_, subject, data, actorrole=role, actorid=actor)
-        raw = json.dumps(event).encode()
-        return translate(Source(topic, 0, self.offset, b"k", raw), max_bytes=100_000)
+        return translated(
+            cloudevent(type_, subject, data, actorrole=role, actorid=actor), self.offset
+        )
 
     async def send(self, type_: str, subject: str, data: dict[str, Any] | None = None) -> None:
         await self.processor.process([self.item(type_, subject, data)])
