@@ -541,10 +541,7 @@ def cmd_state_republish(args: argparse.Namespace) -> int:
         )
         for missing in result.missing:
             print(f"campaign {missing} not found", file=sys.stderr)
-        print(
-            f"wrote the state of {result.written} campaign(s) to the outbox; the worker's "
-            f"relay publishes them on {settings.topic(topics.STATE)}"
-        )
+        print(_republished(settings, result.written))
         return EXIT_NOT_OK if result.missing else 0
 
     # a bar on a terminal; plain lines (at most one per 2 s, and the last) anywhere else
@@ -590,11 +587,15 @@ def cmd_state_republish(args: argparse.Namespace) -> int:
     bar.close()
     if result.resumed_from is not None:
         print(f"resumed after campaign {result.resumed_from} (an earlier run was interrupted)")
-    print(
-        f"wrote the state of {result.written} campaign(s) to the outbox; the worker's relay "
+    print(_republished(settings, result.written))
+    return 0
+
+
+def _republished(settings: Settings, written: int) -> str:
+    return (
+        f"wrote the state of {written} campaign(s) to the outbox; the worker's relay "
         f"publishes them on {settings.topic(topics.STATE)}"
     )
-    return 0
 
 
 EXAMPLE_CAMPAIGN = "6b1a0f8e-3c2d-4e5f-8a9b-0c1d2e3f4a5b"
